@@ -1,0 +1,315 @@
+//! Loading: defaults, every key, and an error with `FILE:LINE:COL` for each kind of
+//! mistake.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::super::{Config, ConfigErrors, load, load_text};
+use crate::rules::{Action, Mode};
+
+const MINIMAL: &str = "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:3000\"\n";
+
+fn load_in(dir: &tempfile::TempDir, text: &str) -> Result<Config, ConfigErrors> {
+    let path = dir.path().join("portcullis.toml");
+    fs::write(&path, text).unwrap();
+    load(&path)
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = load_in(&dir, text).unwrap_err();
+    let prefix = format!("{}/", dir.path().display());
+    errors.0.iter().map(|e| e.to_string().replace(&prefix, "")).collect()
+}
+
+fn one_error(text: &str) -> String {
+    let errors = errors_of(text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    errors.into_iter().next().unwrap()
+}
+
+#[test]
+fn minimal_config_gets_the_documented_defaults() {
+    let config = load_text(&PathBuf::from("p.toml"), MINIMAL.to_string()).unwrap();
+    let server = &config.server;
+    assert_eq!(server.listeners[0].address.to_string(), "127.0.0.1:8080");
+    assert_eq!(server.upstream.authority.as_str(), "127.0.0.1:3000");
+    assert_eq!(server.upstream.base_path, "");
+    assert_eq!(server.max_connections, 10_000);
+    assert_eq!(server.workers, 0);
+    assert_eq!(server.max_request_body_bytes, None);
+    assert_eq!(server.max_request_header_bytes, 32_768);
+    assert_eq!(server.shutdown_grace.as_secs(), 30);
+    assert_eq!(server.timeouts.request_header.as_secs(), 10);
+    assert_eq!(server.timeouts.request_body.as_secs(), 30);
+    assert_eq!(server.timeouts.upstream_connect.as_secs(), 5);
+    assert_eq!(server.timeouts.upstream_response.as_secs(), 60);
+    assert_eq!(server.timeouts.idle.as_secs(), 60);
+    assert_eq!(config.policy.default_action, Action::Deny);
+    assert_eq!(config.policy.mode, Mode::Enforce);
+    assert!(config.policy.path_options.merge_slashes);
+    assert!(config.log.access_log);
+}
+
+#[test]
+fn every_server_key_is_read() {
+    let text = r#"
+[server]
+listen = ["127.0.0.1:8080", "[::1]:8080"]
+upstream = "http://app.internal:3000/base/"
+admin_listen = "127.0.0.1:9901"
+trusted_proxies = ["10.0.0.0/8", "192.0.2.1"]
+max_connections = 5
+workers = 2
+max_request_body_bytes = 1048576
+max_request_header_bytes = 4096
+shutdown_grace = "2s"
+
+[[server.listener]]
+address = "127.0.0.1:8081"
+
+[server.timeouts]
+request_header = "750ms"
+request_body = "1s"
+upstream_connect = "2s"
+upstream_response = "3s"
+idle = "4s"
+"#;
+    let config = load_text(&PathBuf::from("p.toml"), text.to_string()).unwrap();
+    let server = &config.server;
+    let addresses: Vec<String> = server.listeners.iter().map(|l| l.address.to_string()).collect();
+    assert_eq!(addresses, ["127.0.0.1:8080", "[::1]:8080", "127.0.0.1:8081"]);
+    assert_eq!(server.upstream.base_path, "/base");
+    assert_eq!(server.admin_listen.unwrap().to_string(), "127.0.0.1:9901");
+    assert!(server.trusted_proxies.contains("10.9.9.9".parse().unwrap()));
+    assert!(server.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+    assert!(!server.trusted_proxies.contains("192.0.2.2".parse().unwrap()));
+    assert_eq!((server.max_connections, server.workers), (5, 2));
+    assert_eq!(server.max_request_body_bytes, Some(1_048_576));
+    assert_eq!(server.max_request_header_bytes, 4096);
+    assert_eq!(server.shutdown_grace.as_secs(), 2);
+    assert_eq!(server.timeouts.request_header.as_millis(), 750);
+    assert_eq!(server.timeouts.idle.as_secs(), 4);
+}
+
+#[test]
+fn unknown_keys_are_errors_at_their_position() {
+    let text = format!("{MINIMAL}\n[[rule]]\nname = \"a\"\nalow = true\naction = \"allow\"\n");
+    let error = one_error(&text);
+    assert!(
+        error.starts_with("portcullis.toml:7:1: rule.alow: unknown field `alow`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_keys_in_server_are_errors() {
+    let error = one_error("[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://a:1\"\nmax_conections = 3\n");
+    assert!(
+        error.starts_with("portcullis.toml:4:1: server.max_conections: unknown field"),
+        "{error}"
+    );
+}
+
+#[test]
+fn wrong_types_are_errors_naming_the_key() {
+    let error =
+        one_error("[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://a:1\"\nmax_connections = \"many\"\n");
+    assert!(
+        error.starts_with("portcullis.toml:4:19: server.max_connections:"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_cidr_is_an_error_at_the_value() {
+    let text =
+        format!("{MINIMAL}[[rule]]\nname = \"block\"\nip = [\"10.0.0.0/8\", \"10.0.0.300\"]\naction = \"deny\"\n");
+    let error = one_error(&text);
+    assert!(
+        error.starts_with("portcullis.toml:6:21: rule \"block\".ip: `10.0.0.300` is not an IP address"),
+        "{error}"
+    );
+}
+
+#[test]
+fn duplicate_rule_names_are_errors() {
+    let text =
+        format!("{MINIMAL}[[rule]]\nname = \"a\"\naction = \"allow\"\n[[rule]]\nname = \"a\"\naction = \"deny\"\n");
+    let error = one_error(&text);
+    assert!(
+        error.starts_with("portcullis.toml:8:8: rule.name: rule name `a` is already used by the rule at line 4"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_path_pattern_is_an_error() {
+    let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\npaths = [\"/admin**\"]\naction = \"deny\"\n");
+    let error = one_error(&text);
+    assert!(error.starts_with("portcullis.toml:6:10: rule \"a\".paths:"), "{error}");
+    assert!(error.contains("whole segment"), "{error}");
+}
+
+#[test]
+fn misspelled_action_is_an_error_listing_valid_values() {
+    let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\naction = \"alow\"\n");
+    let error = one_error(&text);
+    assert!(error.contains("rule.action"), "{error}");
+    assert!(error.contains("allow") && error.contains("deny"), "{error}");
+}
+
+#[test]
+fn missing_ip_file_is_an_error_at_the_key() {
+    let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\nip_file = \"nope.txt\"\naction = \"deny\"\n");
+    let error = one_error(&text);
+    assert!(
+        error.starts_with("portcullis.toml:6:11: rule \"a\".ip_file: cannot read"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_ip_file_line_is_reported_at_that_files_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("block.txt"),
+        "# blocklist\n10.0.0.0/8\n\n  192.0.2.0/33 # bad\n203.0.113.7\n",
+    )
+    .unwrap();
+    let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\nip_file = \"block.txt\"\naction = \"deny\"\n");
+    let error = load_in(&dir, &text).unwrap_err().0.remove(0);
+    assert_eq!(error.location.file, dir.path().join("block.txt"));
+    assert_eq!((error.location.line, error.location.column), (4, 3));
+}
+
+#[test]
+fn ip_file_entries_join_inline_ips() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("block.txt"), "10.0.0.0/8\n2001:db8::/32 # docs\n").unwrap();
+    let text =
+        format!("{MINIMAL}[[rule]]\nname = \"a\"\nip = [\"192.0.2.1\"]\nip_file = \"block.txt\"\naction = \"deny\"\n");
+    let config = load_in(&dir, &text).unwrap();
+    let nets = config.policy.rules.rules()[0].selectors.ips.as_ref().unwrap();
+    assert_eq!(nets.len(), 3);
+    assert!(config.files.contains(&dir.path().join("block.txt")));
+}
+
+#[test]
+fn empty_selector_lists_are_errors() {
+    let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\nmethods = []\naction = \"deny\"\n");
+    assert!(one_error(&text).contains("an empty `methods` list matches nothing"));
+}
+
+#[test]
+fn lower_case_rule_methods_are_errors() {
+    let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\nmethods = [\"get\"]\naction = \"deny\"\n");
+    assert!(one_error(&text).contains("upper-case"));
+}
+
+#[test]
+fn missing_listener_is_an_error() {
+    let error = one_error("[server]\nupstream = \"http://a:1\"\n");
+    assert!(error.contains("no listener"), "{error}");
+}
+
+#[test]
+fn missing_upstream_is_an_error() {
+    let error = one_error("[server]\nlisten = \"127.0.0.1:8080\"\n");
+    assert!(error.contains("upstream"), "{error}");
+}
+
+#[test]
+fn bad_upstreams_are_errors() {
+    for upstream in [
+        "ftp://a",
+        "http://a:1/x?y=1",
+        "127.0.0.1:3000",
+        "http://u:p@a:1",
+        "https://a",
+    ] {
+        let text = format!("[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"{upstream}\"\n");
+        let error = one_error(&text);
+        assert!(
+            error.starts_with("portcullis.toml:3:12: server.upstream:"),
+            "{upstream}: {error}"
+        );
+    }
+}
+
+#[test]
+fn bad_durations_are_errors() {
+    let error = one_error(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://a:1\"\n[server.timeouts]\nidle = \"60\"\n",
+    );
+    assert!(
+        error.starts_with("portcullis.toml:5:8: server.timeouts.idle:"),
+        "{error}"
+    );
+    let zero = one_error(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://a:1\"\n[server.timeouts]\nidle = \"0s\"\n",
+    );
+    assert!(zero.contains("longer than zero"), "{zero}");
+}
+
+#[test]
+fn duplicate_listen_addresses_are_errors() {
+    let error = one_error("[server]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]\nupstream = \"http://a:1\"\n");
+    assert!(error.contains("listed twice"), "{error}");
+}
+
+#[test]
+fn several_errors_are_all_reported() {
+    let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\nip = [\"nope\"]\npaths = [\"x\"]\naction = \"deny\"\n");
+    assert_eq!(errors_of(&text).len(), 2);
+}
+
+#[test]
+fn custom_responses_are_read_with_their_content_type() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("404.html"), "<h1>not here</h1>").unwrap();
+    let text = format!("{MINIMAL}[responses]\n\"404\" = \"404.html\"\n");
+    assert!(load_in(&dir, &text).is_ok());
+    let error = errors_of(&format!("{MINIMAL}[responses]\n\"200\" = \"404.html\"\n")).remove(0);
+    assert!(error.contains("not a status portcullis writes"), "{error}");
+}
+
+#[test]
+fn policy_keys_are_read() {
+    let text = format!(
+        "{MINIMAL}[policy]\ndefault = \"allow\"\nhide = true\nmode = \"audit\"\ncase_insensitive_paths = true\nescaped_slashes = \"keep\"\nmerge_slashes = false\nexplain_denials = true\n"
+    );
+    let config = load_text(&PathBuf::from("p.toml"), text).unwrap();
+    let policy = &config.policy;
+    assert_eq!(policy.default_action, Action::Allow);
+    assert!(policy.default_hide && policy.explain_denials);
+    assert_eq!(policy.mode, Mode::Audit);
+    assert!(policy.path_options.case_insensitive && !policy.path_options.merge_slashes);
+}
+
+#[test]
+fn rules_inherit_policy_hide() {
+    let text = format!(
+        "{MINIMAL}[policy]\nhide = true\n[[rule]]\nname = \"a\"\naction = \"deny\"\n[[rule]]\nname = \"b\"\nhide = false\naction = \"deny\"\n"
+    );
+    let config = load_text(&PathBuf::from("p.toml"), text).unwrap();
+    let rules = config.policy.rules.rules();
+    assert!(rules[0].hide && !rules[1].hide);
+}
+
+#[test]
+fn a_hundred_thousand_line_ip_file_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut list = String::new();
+    for i in 0..100_000u32 {
+        let [a, b, c, _] = (0x0a00_0000 + i * 256).to_be_bytes();
+        list.push_str(&format!("{a}.{b}.{c}.0/24\n"));
+    }
+    fs::write(dir.path().join("big.txt"), list).unwrap();
+    let text = format!("{MINIMAL}[[rule]]\nname = \"big\"\nip_file = \"big.txt\"\naction = \"deny\"\n");
+    let config = load_in(&dir, &text).unwrap();
+    assert_eq!(
+        config.policy.rules.rules()[0].selectors.ips.as_ref().unwrap().len(),
+        100_000
+    );
+}

@@ -1,0 +1,150 @@
+//! The raw layer: serde types that mirror the TOML file one to one.
+//!
+//! Nothing here is validated beyond its TOML type. Every table denies unknown keys (a
+//! typo such as `alow = …` must fail, not silently weaken a rule), and values the
+//! compile step checks further are `Spanned` so its errors can point at them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: Spanned<RawServer>,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub responses: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<RawRule>>,
+}
+
+/// `listen = "addr"` or `listen = ["addr", …]`. (An untagged enum cannot hold
+/// `Spanned` values, so errors point at the whole value.)
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The addresses in file order.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Spanned<OneOrMany>>,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Spanned<RawListener>>,
+    pub upstream: Spanned<String>,
+    pub admin_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    pub max_connections: Option<Spanned<u64>>,
+    pub workers: Option<u64>,
+    pub max_request_body_bytes: Option<u64>,
+    pub max_request_header_bytes: Option<Spanned<u64>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+}
+
+/// `[[server.listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: Spanned<String>,
+}
+
+/// `[server.timeouts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub request_header: Option<Spanned<String>>,
+    pub request_body: Option<Spanned<String>>,
+    pub upstream_connect: Option<Spanned<String>>,
+    pub upstream_response: Option<Spanned<String>>,
+    pub idle: Option<Spanned<String>>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub default: Option<RawAction>,
+    pub hide: Option<bool>,
+    pub mode: Option<RawMode>,
+    pub case_insensitive_paths: Option<bool>,
+    pub escaped_slashes: Option<RawEscapedSlashes>,
+    pub merge_slashes: Option<bool>,
+    pub explain_denials: Option<bool>,
+}
+
+/// `allow` / `deny`, for `policy.default` and `rule.action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAction {
+    Allow,
+    Deny,
+}
+
+/// `policy.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    Enforce,
+    Audit,
+}
+
+/// `policy.escaped_slashes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawEscapedSlashes {
+    Reject,
+    Keep,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<RawLogFormat>,
+    pub access_log: Option<bool>,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLogFormat {
+    Text,
+    Json,
+}
+
+/// One `[[rule]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Spanned<String>,
+    pub ip: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ip_file: Option<Spanned<String>>,
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub paths: Option<Spanned<Vec<Spanned<String>>>>,
+    pub action: Spanned<RawAction>,
+    pub hide: Option<bool>,
+    pub audit: Option<bool>,
+}

@@ -1,0 +1,319 @@
+//! Header hygiene between client and upstream (SPEC §6).
+//!
+//! Order matters: hop-by-hop headers (and every header a client names in
+//! `Connection`) are removed first, and only then does the proxy add its own
+//! forwarding headers, so no client header list can remove them.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+
+use crate::respond::REQUEST_ID;
+
+const KEEP_ALIVE: &str = "keep-alive";
+const PROXY_CONNECTION: &str = "proxy-connection";
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const FORWARDED: &str = "forwarded";
+const X_REAL_IP: &str = "x-real-ip";
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Removes hop-by-hop headers (RFC 9110 7.6.1) and every header named in
+/// `Connection`. `TE: trailers` survives (gRPC needs it); `Content-Length` and `Host`
+/// are never removed through `Connection`, since framing and routing are the proxy's
+/// to decide.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| *name != http::header::CONTENT_LENGTH && *name != HOST && *name != TE)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let keep_te_trailers = headers
+        .get(TE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        && headers.get_all(TE).iter().count() == 1;
+    for name in [CONNECTION, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
+    if !keep_te_trailers {
+        headers.remove(TE);
+    }
+}
+
+/// What the forwarding headers are made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    /// The connection's peer (after a PROXY header, when there is one).
+    pub peer: IpAddr,
+    /// Whether the peer is in `trusted_proxies`.
+    pub peer_trusted: bool,
+    /// `http` or `https`: how the client reached us.
+    pub proto: &'static str,
+    /// The host as the client sent it, port included.
+    pub host_as_sent: Option<&'a str>,
+    /// The upstream's authority, for the `Host` of host-less HTTP/1.0 requests.
+    pub upstream_authority: &'a str,
+    /// The request id returned to the client.
+    pub request_id: &'a str,
+}
+
+/// Prepares a client request's headers for the upstream, after `remove_hop_by_hop`.
+pub fn set_forwarding_headers(headers: &mut HeaderMap, forwarding: &Forwarding<'_>) {
+    for name in METHOD_OVERRIDES {
+        headers.remove(name);
+    }
+    let peer = forwarding.peer.to_string();
+    let chain = if forwarding.peer_trusted {
+        let earlier: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .collect();
+        if earlier.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", earlier.join(", "))
+        }
+    } else {
+        peer
+    };
+    set(headers, X_FORWARDED_FOR, &chain);
+    if !(forwarding.peer_trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+        set(headers, X_FORWARDED_PROTO, forwarding.proto);
+    }
+    if !(forwarding.peer_trusted && headers.contains_key(X_FORWARDED_HOST)) {
+        match forwarding.host_as_sent {
+            Some(host) => set(headers, X_FORWARDED_HOST, host),
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+    if !forwarding.peer_trusted {
+        headers.remove(FORWARDED);
+        headers.remove(X_REAL_IP);
+    }
+    set(headers, REQUEST_ID, forwarding.request_id);
+    set(
+        headers,
+        HOST.as_str(),
+        forwarding.host_as_sent.unwrap_or(forwarding.upstream_authority),
+    );
+}
+
+/// Replaces every value of a header with one value. Values come from the connection or
+/// from already-validated request parts, so they are always valid header text.
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+/// The request id to use: the client's when it is 1–128 characters of
+/// `[A-Za-z0-9._-]`, else a fresh one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .map_or_else(generate_request_id, str::to_string)
+}
+
+fn generate_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Whether the client asks for a WebSocket upgrade (`Connection: upgrade` and
+/// `Upgrade: websocket`), read before hop-by-hop removal.
+pub fn wants_websocket(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let upgrade_websocket = headers
+        .get_all(UPGRADE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("websocket"));
+    connection_upgrade && upgrade_websocket
+}
+
+/// Re-adds the two headers a WebSocket handshake needs after hop-by-hop removal.
+pub fn set_websocket_upgrade(headers: &mut HeaderMap) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in list {
+            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        map
+    }
+
+    fn forwarding(trusted: bool) -> Forwarding<'static> {
+        Forwarding {
+            peer: "192.0.2.10".parse().unwrap(),
+            peer_trusted: trusted,
+            proto: "http",
+            host_as_sent: Some("app.example.com:8080"),
+            upstream_authority: "127.0.0.1:3000",
+            request_id: "rid",
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip"),
+            ("trailer", "x-t"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("x-secret", "1"),
+            ("x-kept", "1"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+
+    #[test]
+    fn te_trailers_is_kept() {
+        let mut map = headers(&[("te", "trailers")]);
+        remove_hop_by_hop(&mut map);
+        assert_eq!(map["te"], "trailers");
+    }
+
+    #[test]
+    fn connection_cannot_remove_content_length_or_host() {
+        let mut map = headers(&[
+            ("connection", "content-length, host"),
+            ("content-length", "3"),
+            ("host", "a"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        assert!(map.contains_key("content-length") && map.contains_key("host"));
+    }
+
+    #[test]
+    fn connection_cannot_remove_the_proxys_own_headers() {
+        let mut map = headers(&[
+            ("connection", "x-forwarded-for, x-request-id"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        set_forwarding_headers(&mut map, &forwarding(false));
+        assert_eq!(map[X_FORWARDED_FOR], "192.0.2.10");
+        assert_eq!(map[REQUEST_ID], "rid");
+    }
+
+    #[test]
+    fn untrusted_peer_replaces_forwarding_headers() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+        ]);
+        set_forwarding_headers(&mut map, &forwarding(false));
+        assert_eq!(map[X_FORWARDED_FOR], "192.0.2.10");
+        assert_eq!(map[X_FORWARDED_PROTO], "http");
+        assert_eq!(map[X_FORWARDED_HOST], "app.example.com:8080");
+        assert!(!map.contains_key(FORWARDED) && !map.contains_key(X_REAL_IP));
+    }
+
+    #[test]
+    fn trusted_peer_extends_the_chain_and_keeps_its_headers() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+        ]);
+        set_forwarding_headers(&mut map, &forwarding(true));
+        assert_eq!(map[X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 192.0.2.10");
+        assert_eq!(map[X_FORWARDED_PROTO], "https");
+        assert_eq!(map[X_FORWARDED_HOST], "public.example");
+        assert!(map.contains_key(FORWARDED) && map.contains_key(X_REAL_IP));
+    }
+
+    #[test]
+    fn method_overrides_are_always_removed() {
+        let mut map = headers(&[
+            ("x-http-method-override", "DELETE"),
+            ("x-http-method", "PUT"),
+            ("x-method-override", "PATCH"),
+        ]);
+        set_forwarding_headers(&mut map, &forwarding(true));
+        assert!(METHOD_OVERRIDES.iter().all(|name| !map.contains_key(*name)));
+    }
+
+    #[test]
+    fn host_is_the_host_the_rules_saw() {
+        let mut map = headers(&[("host", "other")]);
+        set_forwarding_headers(&mut map, &forwarding(false));
+        assert_eq!(map[HOST], "app.example.com:8080");
+        let mut no_host = HeaderMap::new();
+        set_forwarding_headers(
+            &mut no_host,
+            &Forwarding {
+                host_as_sent: None,
+                ..forwarding(false)
+            },
+        );
+        assert_eq!(no_host[HOST], "127.0.0.1:3000");
+        assert!(!no_host.contains_key(X_FORWARDED_HOST));
+    }
+
+    #[test]
+    fn valid_client_request_ids_are_kept_others_replaced() {
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123_X.y")])), "abc-123_X.y");
+        for bad in ["has space", "semi;colon", &"a".repeat(129)] {
+            let generated = request_id(&headers(&[("x-request-id", bad)]));
+            assert_ne!(generated, bad);
+            assert_eq!(generated.len(), 16);
+        }
+        assert_eq!(request_id(&HeaderMap::new()).len(), 16);
+    }
+
+    #[test]
+    fn websocket_upgrade_needs_both_headers() {
+        assert!(wants_websocket(&headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket")
+        ])));
+        assert!(!wants_websocket(&headers(&[("upgrade", "websocket")])));
+        assert!(!wants_websocket(&headers(&[
+            ("connection", "upgrade"),
+            ("upgrade", "h2c")
+        ])));
+    }
+}

@@ -1,0 +1,280 @@
+//! The compiled rule engine: pure, synchronous, no I/O.
+//!
+//! A `RuleSet` holds the rules in file order plus one index per selector. Deciding a
+//! request asks each index for the rules its selector admits, intersects the sets and
+//! takes the lowest rule id — the first matching rule in file order — so the cost does
+//! not grow with the number of rules or CIDRs. The per-rule `Rule::matches` is kept as
+//! the reference the index is property-tested against.
+
+mod bits;
+mod cidr;
+mod decision;
+mod host;
+mod method;
+mod path_index;
+mod pattern;
+
+use std::net::IpAddr;
+
+use http::Method;
+use ipnet::IpNet;
+
+pub use bits::RuleBits;
+pub use cidr::{CidrIndex, IpRangeSet, canonical_ip, parse_cidr};
+pub use decision::{Decision, NoTrace, Outcome, SelectorSets, Tracer};
+pub use host::{HostIndex, HostPattern};
+pub use method::{MethodIndex, method_admits, parse_method};
+pub use path_index::PathIndex;
+pub use pattern::{Glob, PathPattern, SegmentPattern, key_segments};
+
+use crate::path::{NormalizedPath, PathOptions};
+
+/// What a request looks like to the rules: everything the decision depends on, and
+/// nothing it does not. Built from the HTTP request by `request::facts`, or stated
+/// directly by `explain` and `[[test]]` cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The request method (already checked to be an upper-case token).
+    pub method: Method,
+    /// The effective host in match form: lowercased, no port, no trailing dot.
+    pub host: Option<String>,
+    /// The forwarded path and its match key.
+    pub path: NormalizedPath,
+    /// The client address after the X-Forwarded-For walk, canonical.
+    pub client_ip: IpAddr,
+    /// The connection's peer address, canonical.
+    pub peer: IpAddr,
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Forward the request.
+    Allow,
+    /// Answer 403 (or 404 when hidden).
+    Deny,
+}
+
+/// Whether rule denials are applied or only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Denials are answered.
+    Enforce,
+    /// Denials are logged and counted as `audit`, and the request is forwarded.
+    Audit,
+}
+
+/// A rule's selectors; `None` means "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selectors {
+    /// `ip` and `ip_file` together.
+    pub ips: Option<Vec<IpNet>>,
+    /// `methods`.
+    pub methods: Option<Vec<Method>>,
+    /// `hosts`.
+    pub hosts: Option<Vec<HostPattern>>,
+    /// `paths`.
+    pub paths: Option<Vec<PathPattern>>,
+}
+
+/// One compiled `[[rule]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Unique name, shown in logs, metrics and `explain`.
+    pub name: String,
+    /// What happens when it decides.
+    pub action: Action,
+    /// Denials by this rule answer 404.
+    pub hide: bool,
+    /// Log what this rule would deny, then go on to the next rule.
+    pub audit: bool,
+    /// The conditions under which it matches.
+    pub selectors: Selectors,
+    /// `FILE:LINE` of the rule, for lint warnings.
+    pub origin: String,
+}
+
+impl Rule {
+    /// Reference matcher: whether every selector admits the request, checked rule by
+    /// rule with plain scans. The indexed engine must always agree with this.
+    pub fn matches(&self, facts: &RequestFacts) -> bool {
+        let selectors = &self.selectors;
+        selectors
+            .ips
+            .as_ref()
+            .is_none_or(|nets| cidr::any_contains(nets, facts.client_ip))
+            && selectors
+                .methods
+                .as_ref()
+                .is_none_or(|methods| methods.iter().any(|listed| method_admits(listed, &facts.method)))
+            && selectors.hosts.as_ref().is_none_or(|hosts| {
+                facts
+                    .host
+                    .as_deref()
+                    .is_some_and(|host| hosts.iter().any(|pattern| pattern.matches(host)))
+            })
+            && selectors
+                .paths
+                .as_ref()
+                .is_none_or(|paths| paths.iter().any(|pattern| pattern.matches(&facts.path.key)))
+    }
+
+    /// Whether matching this rule would deny the request.
+    pub fn denies(&self) -> bool {
+        self.action == Action::Deny
+    }
+}
+
+/// The rules in file order with their selector indexes.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    ips: CidrIndex,
+    methods: MethodIndex,
+    hosts: HostIndex,
+    paths: PathIndex,
+}
+
+impl RuleSet {
+    /// Compiles the indexes. Rule names are assumed unique (the config layer checks).
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let count = rules.len();
+        let without = |has: fn(&Selectors) -> bool| {
+            let mut set = RuleBits::empty(count);
+            for (id, rule) in rules.iter().enumerate() {
+                if !has(&rule.selectors) {
+                    set.insert(id);
+                }
+            }
+            set
+        };
+        let ips = CidrIndex::build(
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(id, rule)| rule.selectors.ips.as_deref().map(|nets| (id, nets))),
+            &without(|s| s.ips.is_some()),
+        );
+        let methods = MethodIndex::build(
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(id, rule)| rule.selectors.methods.as_deref().map(|m| (id, m))),
+            &without(|s| s.methods.is_some()),
+        );
+        let hosts = HostIndex::build(
+            count,
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(id, rule)| rule.selectors.hosts.as_deref().map(|h| (id, h))),
+            &without(|s| s.hosts.is_some()),
+        );
+        let paths = PathIndex::build(
+            count,
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(id, rule)| rule.selectors.paths.as_deref().map(|p| (id, p))),
+            &without(|s| s.paths.is_some()),
+        );
+        RuleSet {
+            rules,
+            ips,
+            methods,
+            hosts,
+            paths,
+        }
+    }
+
+    /// The rules in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// How many CIDR range boundaries the IP index holds.
+    pub fn cidr_boundaries(&self) -> usize {
+        self.ips.boundaries()
+    }
+
+    /// The rules that match the request, in file order, by the indexes.
+    pub fn matching(&self, facts: &RequestFacts, tracer: &mut impl Tracer) -> RuleBits {
+        let count = self.rules.len();
+        let ip = self.ips.candidates(facts.client_ip);
+        let methods = self.methods.candidates(&facts.method);
+        let mut hosts = RuleBits::empty(count);
+        self.hosts.candidates(facts.host.as_deref(), &mut hosts);
+        let mut paths = RuleBits::empty(count);
+        self.paths.candidates(&facts.path.key, &mut paths);
+        tracer.selectors(&SelectorSets {
+            ip,
+            methods,
+            hosts: &hosts,
+            paths: &paths,
+        });
+        let mut matching = paths;
+        matching.intersect_with(ip);
+        matching.intersect_with(methods);
+        matching.intersect_with(&hosts);
+        matching
+    }
+}
+
+/// The compiled `[policy]` and rules: everything needed to decide a request.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The rules and their indexes.
+    pub rules: RuleSet,
+    /// When no rule matches.
+    pub default_action: Action,
+    /// Default `hide` for rules and for the default deny.
+    pub default_hide: bool,
+    /// Enforce or audit.
+    pub mode: Mode,
+    /// How request paths (and patterns) are normalized.
+    pub path_options: PathOptions,
+    /// 401/403 bodies name the deciding rule.
+    pub explain_denials: bool,
+}
+
+impl Policy {
+    /// Decides a request: the first matching rule in file order, skipping (and
+    /// recording) `audit = true` rules that would deny; else the default. In audit
+    /// mode a denial is marked as not enforced. `tracer` sees each step; the server
+    /// passes `NoTrace`, `explain` a recorder.
+    pub fn decide(&self, facts: &RequestFacts, tracer: &mut impl Tracer) -> Decision {
+        let matching = self.rules.matching(facts, tracer);
+        let mut decision = Decision::new(self.mode == Mode::Enforce);
+        for id in matching.iter() {
+            let rule = &self.rules.rules[id];
+            if rule.audit && rule.denies() {
+                tracer.audit_skipped(id);
+                decision.audited_rules.push(id);
+                continue;
+            }
+            decision.rule = Some(id);
+            decision.outcome = match rule.action {
+                Action::Allow => Outcome::Allow,
+                Action::Deny => Outcome::Deny { hidden: rule.hide },
+            };
+            tracer.decided(&decision);
+            return decision;
+        }
+        decision.outcome = match self.default_action {
+            Action::Allow => Outcome::Allow,
+            Action::Deny => Outcome::Deny {
+                hidden: self.default_hide,
+            },
+        };
+        tracer.decided(&decision);
+        decision
+    }
+
+    /// The name of a rule by id (from a `Decision`).
+    pub fn rule_name(&self, id: usize) -> &str {
+        &self.rules.rules[id].name
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,379 @@
+//! Engine behaviour, and the property that the indexed engine always agrees with the
+//! per-rule reference matcher.
+
+use std::net::IpAddr;
+
+use http::Method;
+use proptest::prelude::*;
+
+use super::*;
+use crate::path::{self, PathOptions};
+
+fn facts(method: &str, host: Option<&str>, path: &str, ip: &str) -> RequestFacts {
+    let ip: IpAddr = ip.parse().unwrap();
+    RequestFacts {
+        method: Method::from_bytes(method.as_bytes()).unwrap(),
+        host: host.map(str::to_string),
+        path: path::normalize(path, &PathOptions::default()).unwrap(),
+        client_ip: ip,
+        peer: ip,
+    }
+}
+
+fn rule(name: &str, action: Action, selectors: Selectors) -> Rule {
+    Rule {
+        name: name.to_string(),
+        action,
+        hide: false,
+        audit: false,
+        selectors,
+        origin: format!("test.toml:{name}"),
+    }
+}
+
+fn paths(list: &[&str]) -> Option<Vec<PathPattern>> {
+    Some(
+        list.iter()
+            .map(|p| PathPattern::parse(p, &PathOptions::default()).unwrap())
+            .collect(),
+    )
+}
+
+fn ips(list: &[&str]) -> Option<Vec<IpNet>> {
+    Some(list.iter().map(|c| parse_cidr(c).unwrap()).collect())
+}
+
+fn policy(rules: Vec<Rule>, default_action: Action) -> Policy {
+    Policy {
+        rules: RuleSet::new(rules),
+        default_action,
+        default_hide: false,
+        mode: Mode::Enforce,
+        path_options: PathOptions::default(),
+        explain_denials: false,
+    }
+}
+
+fn decided_by<'a>(policy: &'a Policy, facts: &RequestFacts) -> Option<&'a str> {
+    policy.decide(facts, &mut NoTrace).rule.map(|id| policy.rule_name(id))
+}
+
+#[test]
+fn first_matching_rule_in_file_order_wins() {
+    let p = policy(
+        vec![
+            rule(
+                "deny-admin",
+                Action::Deny,
+                Selectors {
+                    paths: paths(&["/admin/**"]),
+                    ..Selectors::default()
+                },
+            ),
+            rule("allow-all", Action::Allow, Selectors::default()),
+            rule(
+                "never",
+                Action::Deny,
+                Selectors {
+                    paths: paths(&["/admin/**"]),
+                    ..Selectors::default()
+                },
+            ),
+        ],
+        Action::Deny,
+    );
+    let admin = facts("GET", None, "/admin/x", "192.0.2.1");
+    assert_eq!(decided_by(&p, &admin), Some("deny-admin"));
+    assert_eq!(p.decide(&admin, &mut NoTrace).outcome, Outcome::Deny { hidden: false });
+    assert_eq!(
+        decided_by(&p, &facts("GET", None, "/public", "192.0.2.1")),
+        Some("allow-all")
+    );
+}
+
+#[test]
+fn no_matching_rule_falls_to_the_default() {
+    let only_health = vec![rule(
+        "health",
+        Action::Allow,
+        Selectors {
+            paths: paths(&["/healthz"]),
+            ..Selectors::default()
+        },
+    )];
+    let deny = policy(only_health.clone(), Action::Deny);
+    let other = facts("GET", None, "/other", "192.0.2.1");
+    let decision = deny.decide(&other, &mut NoTrace);
+    assert_eq!(
+        (decision.rule, decision.outcome),
+        (None, Outcome::Deny { hidden: false })
+    );
+    let allow = policy(only_health, Action::Allow);
+    assert_eq!(allow.decide(&other, &mut NoTrace).outcome, Outcome::Allow);
+}
+
+#[test]
+fn a_rule_without_selectors_matches_everything() {
+    let p = policy(vec![rule("all", Action::Deny, Selectors::default())], Action::Allow);
+    assert_eq!(
+        decided_by(&p, &facts("PATCH", Some("x.test"), "/anything", "2001:db8::1")),
+        Some("all")
+    );
+}
+
+#[test]
+fn every_selector_of_a_rule_must_match() {
+    let p = policy(
+        vec![rule(
+            "office-admin",
+            Action::Allow,
+            Selectors {
+                ips: ips(&["10.0.0.0/8"]),
+                methods: Some(vec![Method::GET]),
+                hosts: Some(vec![HostPattern::parse("admin.example.com").unwrap()]),
+                paths: paths(&["/admin/**"]),
+            },
+        )],
+        Action::Deny,
+    );
+    assert_eq!(
+        decided_by(&p, &facts("GET", Some("admin.example.com"), "/admin/x", "10.1.1.1")),
+        Some("office-admin")
+    );
+    assert_eq!(
+        decided_by(&p, &facts("HEAD", Some("admin.example.com"), "/admin/x", "10.1.1.1")),
+        Some("office-admin")
+    );
+    for miss in [
+        facts("POST", Some("admin.example.com"), "/admin/x", "10.1.1.1"),
+        facts("GET", Some("www.example.com"), "/admin/x", "10.1.1.1"),
+        facts("GET", None, "/admin/x", "10.1.1.1"),
+        facts("GET", Some("admin.example.com"), "/public", "10.1.1.1"),
+        facts("GET", Some("admin.example.com"), "/admin/x", "11.1.1.1"),
+    ] {
+        assert_eq!(decided_by(&p, &miss), None, "{miss:?}");
+    }
+}
+
+#[test]
+fn hidden_rules_deny_with_404() {
+    let mut hidden = rule(
+        "secret",
+        Action::Deny,
+        Selectors {
+            paths: paths(&["/secret/**"]),
+            ..Selectors::default()
+        },
+    );
+    hidden.hide = true;
+    let p = policy(vec![hidden], Action::Allow);
+    let decision = p.decide(&facts("GET", None, "/secret/x", "192.0.2.1"), &mut NoTrace);
+    assert_eq!(decision.status(), http::StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn audit_rules_that_would_deny_are_recorded_and_skipped() {
+    let mut trial = rule(
+        "trial-block",
+        Action::Deny,
+        Selectors {
+            ips: ips(&["192.0.2.0/24"]),
+            ..Selectors::default()
+        },
+    );
+    trial.audit = true;
+    let p = policy(
+        vec![trial, rule("all", Action::Allow, Selectors::default())],
+        Action::Deny,
+    );
+    let decision = p.decide(&facts("GET", None, "/", "192.0.2.1"), &mut NoTrace);
+    assert_eq!(decision.outcome, Outcome::Allow);
+    assert_eq!(decision.audited_rules.as_slice(), &[0]);
+    assert_eq!(decision.label(), "audit");
+}
+
+#[test]
+fn audit_mode_marks_denials_as_not_enforced() {
+    let mut p = policy(vec![rule("deny", Action::Deny, Selectors::default())], Action::Deny);
+    p.mode = Mode::Audit;
+    let decision = p.decide(&facts("GET", None, "/", "192.0.2.1"), &mut NoTrace);
+    assert!(decision.forwards());
+    assert_eq!(decision.label(), "audit");
+}
+
+#[test]
+fn ipv4_mapped_client_addresses_match_ipv4_rules() {
+    let p = policy(
+        vec![rule(
+            "block",
+            Action::Deny,
+            Selectors {
+                ips: ips(&["203.0.113.0/24"]),
+                ..Selectors::default()
+            },
+        )],
+        Action::Allow,
+    );
+    let mapped = canonical_ip("::ffff:203.0.113.9".parse().unwrap());
+    let mut request = facts("GET", None, "/", "203.0.113.9");
+    request.client_ip = mapped;
+    assert_eq!(decided_by(&p, &request), Some("block"));
+}
+
+#[test]
+fn a_hundred_thousand_cidrs_decide_by_lookup() {
+    let nets: Vec<IpNet> = (0..100_000u32)
+        .map(|i| IpNet::V4(ipnet::Ipv4Net::new((0x0a00_0000 + i * 4).into(), 30).unwrap()))
+        .collect();
+    let p = policy(
+        vec![
+            rule(
+                "block",
+                Action::Deny,
+                Selectors {
+                    ips: Some(nets),
+                    ..Selectors::default()
+                },
+            ),
+            rule("all", Action::Allow, Selectors::default()),
+        ],
+        Action::Deny,
+    );
+    assert_eq!(decided_by(&p, &facts("GET", None, "/", "10.0.0.2")), Some("block"));
+    assert_eq!(decided_by(&p, &facts("GET", None, "/", "10.6.26.127")), Some("block"));
+    assert_eq!(decided_by(&p, &facts("GET", None, "/", "10.6.26.128")), Some("all"));
+}
+
+/// Reference decision: walk the rules one by one with the plain matcher.
+fn reference_decide(policy: &Policy, facts: &RequestFacts) -> (Option<usize>, Vec<usize>) {
+    let mut audited = Vec::new();
+    for (id, rule) in policy.rules.rules().iter().enumerate() {
+        if rule.matches(facts) {
+            if rule.audit && rule.denies() {
+                audited.push(id);
+                continue;
+            }
+            return (Some(id), audited);
+        }
+    }
+    (None, audited)
+}
+
+const IP_POOL: &[&str] = &[
+    "10.0.0.0/8",
+    "10.1.0.0/16",
+    "192.0.2.0/24",
+    "192.0.2.7",
+    "2001:db8::/32",
+    "0.0.0.0/0",
+    "::/0",
+];
+const METHOD_POOL: &[&str] = &["GET", "POST", "DELETE", "OPTIONS"];
+const HOST_POOL: &[&str] = &["a.example.com", "*.example.com", "b.test", "*.a.example.com", "[::1]"];
+const PATH_POOL: &[&str] = &[
+    "/admin/**",
+    "/admin",
+    "/admin/",
+    "/api/*/items",
+    "/files/*.pdf",
+    "/**",
+    "/",
+    "/a/**/b",
+    "/**/x",
+    "/a*/b*",
+    "/api/**",
+];
+const CLIENT_POOL: &[&str] = &[
+    "10.1.2.3",
+    "10.2.0.1",
+    "192.0.2.7",
+    "192.0.2.8",
+    "2001:db8::5",
+    "2001:db9::1",
+    "8.8.8.8",
+];
+const REQUEST_HOSTS: &[Option<&str>] = &[
+    Some("a.example.com"),
+    Some("x.a.example.com"),
+    Some("example.com"),
+    Some("b.test"),
+    Some("[::1]"),
+    None,
+];
+const REQUEST_PATHS: &[&str] = &[
+    "/admin",
+    "/admin/",
+    "/admin/x",
+    "/administrator",
+    "/api/v1/items",
+    "/api/items",
+    "/files/a.pdf",
+    "/files/a/b.pdf",
+    "/",
+    "/a/b",
+    "/a/q/r/b",
+    "/x",
+    "/q/x",
+    "/ab/bc",
+];
+
+fn subset(pool: &'static [&'static str]) -> impl Strategy<Value = Option<Vec<&'static str>>> {
+    prop::option::weighted(0.4, prop::sample::subsequence(pool, 0..=3))
+}
+
+fn arbitrary_rule() -> impl Strategy<Value = Rule> {
+    (
+        subset(IP_POOL),
+        subset(METHOD_POOL),
+        subset(HOST_POOL),
+        subset(PATH_POOL),
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(ip_list, method_list, host_list, path_list, allow, audit)| Rule {
+            name: String::new(),
+            action: if allow { Action::Allow } else { Action::Deny },
+            hide: false,
+            audit,
+            selectors: Selectors {
+                ips: ip_list.map(|l| l.iter().map(|c| parse_cidr(c).unwrap()).collect()),
+                methods: method_list.map(|l| l.iter().map(|m| parse_method(m).unwrap()).collect()),
+                hosts: host_list.map(|l| l.iter().map(|h| HostPattern::parse(h).unwrap()).collect()),
+                paths: path_list.map(|l| {
+                    l.iter()
+                        .map(|p| PathPattern::parse(p, &PathOptions::default()).unwrap())
+                        .collect()
+                }),
+            },
+            origin: String::new(),
+        })
+}
+
+fn arbitrary_request() -> impl Strategy<Value = RequestFacts> {
+    (
+        prop::sample::select(METHOD_POOL.iter().chain(&["HEAD", "PUT"]).copied().collect::<Vec<_>>()),
+        prop::sample::select(REQUEST_HOSTS),
+        prop::sample::select(REQUEST_PATHS),
+        prop::sample::select(CLIENT_POOL),
+    )
+        .prop_map(|(method, host, path, ip)| facts(method, host, path, ip))
+}
+
+proptest! {
+    #[test]
+    fn indexed_engine_agrees_with_reference_matcher(
+        rules in prop::collection::vec(arbitrary_rule(), 0..80),
+        requests in prop::collection::vec(arbitrary_request(), 1..20),
+    ) {
+        let p = policy(rules, Action::Deny);
+        for request in &requests {
+            let decision = p.decide(request, &mut NoTrace);
+            let (rule, audited) = reference_decide(&p, request);
+            prop_assert_eq!(decision.rule, rule, "request {:?}", request);
+            prop_assert_eq!(decision.audited_rules.to_vec(), audited);
+            let matching: Vec<usize> = p.rules.matching(request, &mut NoTrace).iter().collect();
+            let reference: Vec<usize> = p.rules.rules().iter().enumerate().filter(|(_, r)| r.matches(request)).map(|(i, _)| i).collect();
+            prop_assert_eq!(matching, reference);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! One client connection: `accept → permit → [PROXY header] → [TLS] → hyper`.
+//!
+//! Everything before hyper runs under the `request_header` timeout. The PROXY and TLS
+//! steps slot in before `serve_http` without changing it. A watchdog closes
+//! connections that never send a request or sit idle, and shutdown asks hyper to
+//! finish in-flight requests before closing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use super::activity::{Activity, Expired, Tracked};
+use crate::config::ServerSettings;
+use crate::proxy::{self, BodyError, ErrorChain, ResponseBody};
+use crate::state::{ConnectionInfo, Shared};
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Streams a client may reset before they are answered before the connection is
+/// closed (HTTP/2 rapid reset, CVE-2023-44487).
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Requests hyper may see with more headers than this are refused with 431.
+pub const MAX_HEADER_COUNT: usize = 100;
+
+/// Serves one accepted TCP connection until it closes, the watchdog fires, or
+/// shutdown has let its requests finish.
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
+    let opened = Instant::now();
+    let _permit = permit;
+    shared.metrics.active_connections.inc();
+    let _gauge = scopeguard(|| {
+        shared.metrics.active_connections.dec();
+    });
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "could not disable Nagle's algorithm");
+    }
+    let server = shared.current().config.server.clone();
+    let info = ConnectionInfo { peer, tls: false };
+    serve_http(TokioIo::new(stream), info, &server, &shared, opened).await;
+}
+
+/// Runs hyper's auto (HTTP/1.1 + h2c) connection over any transport.
+async fn serve_http<I>(io: I, info: ConnectionInfo, server: &ServerSettings, shared: &Arc<Shared>, opened: Instant)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let activity = Activity::new(opened);
+    let service = {
+        let shared = Arc::clone(shared);
+        let activity = Arc::clone(&activity);
+        service_fn(move |request: Request<Incoming>| {
+            let shared = Arc::clone(&shared);
+            let in_flight = activity.begin();
+            async move {
+                let response: Response<ResponseBody> = proxy::serve(request, info, &shared).await?;
+                Ok::<_, BodyError>(response.map(|body| Tracked::new(body, in_flight)))
+            }
+        })
+    };
+    let builder = http_builder(server);
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let timeouts = server.timeouts;
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(peer = %info.peer, error = %ErrorChain(&*error), "connection ended with an error");
+                }
+                return;
+            }
+            expired = activity.expired(timeouts.request_header, timeouts.idle), if !shutting_down => {
+                match expired {
+                    Expired::NoRequest => {
+                        tracing::debug!(peer = %info.peer, "no request within request_header; closing");
+                        return;
+                    }
+                    Expired::Idle => {
+                        connection.as_mut().graceful_shutdown();
+                        shutting_down = true;
+                    }
+                }
+            }
+            () = shared.shutdown.cancelled(), if !shutting_down => {
+                connection.as_mut().graceful_shutdown();
+                shutting_down = true;
+            }
+        }
+    }
+}
+
+/// hyper settings for client connections. Both protocols get a timer (without it the
+/// HTTP/1 header timeout does nothing); the HTTP/1 header read timeout also bounds
+/// idle keep-alive between requests. Header limits are set above ours so our own
+/// count (`max_request_header_bytes`) answers 431 the same way on both protocols.
+fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let head_room = server.max_request_header_bytes.saturating_mul(2).saturating_add(8192);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.timeouts.request_header)
+        .max_buf_size(head_room.max(8192))
+        .max_headers(MAX_HEADER_COUNT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS);
+    builder
+}
+
+/// Runs a closure when dropped.
+fn scopeguard<F: FnOnce()>(on_drop: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(on_drop))
+}

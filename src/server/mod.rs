@@ -1,0 +1,260 @@
+//! Listeners, the accept loop, connection limits and shutdown.
+//!
+//! `Server::start` binds every listener of a config and serves it on the current
+//! tokio runtime; `run` is the binary's entry point around it (runtime with the
+//! configured worker count, signals, exit codes). Tests start servers in-process on
+//! port 0 through `Server::start`.
+
+mod activity;
+mod connection;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+pub use connection::MAX_HEADER_COUNT;
+
+use crate::admin;
+use crate::config::Config;
+use crate::state::{Generation, Shared};
+
+/// How long a connection beyond `max_connections` waits for a free slot before it is
+/// closed.
+const PERMIT_WAIT: Duration = Duration::from_secs(1);
+/// Connections allowed to wait for a slot at once; beyond this they are closed at once.
+const MAX_WAITING: usize = 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: SocketAddr,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    addresses: Vec<SocketAddr>,
+    admin_address: Option<SocketAddr>,
+    connections: TaskTracker,
+    accept_loops: TaskTracker,
+    admin: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds every listener (and the admin listener) and starts serving.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let mut listeners = Vec::new();
+        for listener in &config.server.listeners {
+            listeners.push(bind(listener.address).await?);
+        }
+        let admin_listener = match config.server.admin_listen {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        let max_connections = config.server.max_connections;
+        let shared = Shared::new(Generation::new(config));
+        let addresses = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+            .collect();
+        let admin_address = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"));
+        let connections = TaskTracker::new();
+        let accept_loops = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let waiting = Arc::new(Semaphore::new(MAX_WAITING));
+        for listener in listeners {
+            accept_loops.spawn(accept_loop(
+                listener,
+                Arc::clone(&shared),
+                connections.clone(),
+                Arc::clone(&slots),
+                Arc::clone(&waiting),
+            ));
+        }
+        accept_loops.close();
+        // The admin listener is not an accept loop shutdown waits for: `/readyz` must
+        // keep answering 503 while in-flight requests finish.
+        let admin = admin_listener.map(|listener| tokio::spawn(admin::serve(listener, Arc::clone(&shared))));
+        Ok(Server {
+            shared,
+            addresses,
+            admin_address,
+            connections,
+            accept_loops,
+            admin,
+        })
+    }
+
+    /// The bound addresses of the main listeners, in config order.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// The bound admin address, when `admin_listen` is set.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin_address
+    }
+
+    /// The state shared with every connection.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets in-flight requests and tunnels finish for up to `grace`,
+    /// and returns how many connections and tunnels were cut when it ran out.
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        self.shared.shutdown.cancel();
+        self.accept_loops.wait().await;
+        self.connections.close();
+        self.shared.tunnels.close();
+        let finished = async {
+            self.connections.wait().await;
+            self.shared.tunnels.wait().await;
+        };
+        let cut = if tokio::time::timeout(grace, finished).await.is_ok() {
+            0
+        } else {
+            self.connections.len() + self.shared.tunnels.len()
+        };
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
+        cut
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
+
+/// Accepts until shutdown. Past `max_connections`, a new connection waits up to
+/// `PERMIT_WAIT` for a slot and is then closed; open connections are never touched.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    connections: TaskTracker,
+    slots: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => {
+                connections.spawn(connection::serve_connection(stream, peer, Arc::clone(&shared), permit));
+            }
+            Err(_) => wait_for_slot(stream, peer, &shared, &connections, &slots, &waiting),
+        }
+    }
+}
+
+fn wait_for_slot(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    connections: &TaskTracker,
+    slots: &Arc<Semaphore>,
+    waiting: &Arc<Semaphore>,
+) {
+    let Ok(waiter) = Arc::clone(waiting).try_acquire_owned() else {
+        tracing::warn!(%peer, "max_connections reached and too many waiting; closing");
+        return;
+    };
+    let shared = Arc::clone(shared);
+    let slots = Arc::clone(slots);
+    connections.spawn(async move {
+        let _waiter = waiter;
+        match tokio::time::timeout(PERMIT_WAIT, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => connection::serve_connection(stream, peer, shared, permit).await,
+            _ => tracing::warn!(%peer, "max_connections reached; closing a new connection"),
+        }
+    });
+}
+
+/// Why `run` failed; maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The server could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The runtime could not be built or signals could not be installed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Serves `config` until SIGTERM or SIGINT, then shuts down gracefully.
+pub fn run(config: Config) -> Result<(), RunError> {
+    let runtime = runtime(config.server.workers)?;
+    runtime.block_on(async move {
+        let grace = config.server.shutdown_grace;
+        let server = Server::start(config).await?;
+        for address in server.addresses() {
+            tracing::info!(%address, "listening");
+        }
+        if let Some(address) = server.admin_address() {
+            tracing::info!(%address, "admin listening");
+        }
+        wait_for_stop_signal().await?;
+        tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
+        let cut = server.shutdown(grace).await;
+        if cut > 0 {
+            tracing::warn!(
+                cut,
+                "shutdown grace ran out; closed the remaining connections and tunnels"
+            );
+        } else {
+            tracing::info!("shutdown complete");
+        }
+        Ok(())
+    })
+}
+
+/// A multi-threaded runtime with `workers` threads; 0 leaves the choice to tokio
+/// (`TOKIO_WORKER_THREADS`, else one per core).
+pub fn runtime(workers: usize) -> io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.build()
+}
+
+async fn wait_for_stop_signal() -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
