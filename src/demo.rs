@@ -69,7 +69,8 @@ async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-fn curl_lines(proxy: &str, upstream: &str) -> String {
+/// The lines `demo` prints, each with the status it shows.
+pub fn curl_lines(proxy: &str, upstream: &str) -> String {
     format!(
         "portcullis demo: proxy on http://{proxy}, echo upstream on http://{upstream} (Ctrl-C to stop)\n\
          \n\
@@ -77,8 +78,10 @@ fn curl_lines(proxy: &str, upstream: &str) -> String {
          curl -i http://{proxy}/hello\n\
          # 403: rule \"admin-from-office\" only lets 10.0.0.0/8 in, then \"admin-closed\" denies\n\
          curl -i http://{proxy}/admin/users\n\
-         # 403: the same, however the path is disguised (normalized to /admin/users first)\n\
-         curl -i --path-as-is 'http://{proxy}/public/..;/admin/users' ; curl -i --path-as-is 'http://{proxy}/%61dmin/users'\n\
+         # 403: the same when the path is disguised: it is normalized to /admin/users first\n\
+         curl -i --path-as-is 'http://{proxy}/public/../%61dmin/./users'\n\
+         # 400: a path no backend reads the same way (Tomcat's `..;`) is refused outright\n\
+         curl -i --path-as-is 'http://{proxy}/public/..;/admin/users'\n\
          # 404: rule \"internal\" hides that /internal exists\n\
          curl -i http://{proxy}/internal/metrics\n\
          # 403: 203.0.113.7 is on the blocklist (127.0.0.1 is a trusted proxy in the demo, so X-Forwarded-For counts)\n\
@@ -91,7 +94,7 @@ fn curl_lines(proxy: &str, upstream: &str) -> String {
 }
 
 /// An upstream that answers every request with what it received, as JSON.
-async fn echo_upstream(listener: TcpListener) {
+pub async fn echo_upstream(listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;

@@ -122,6 +122,10 @@ impl PathIndex {
     /// (which must be sized for the rule set).
     pub fn candidates(&self, key: &str, out: &mut RuleBits) {
         out.clone_from(&self.without_selector);
+        // `*` (OPTIONS) has no path for a pattern to match.
+        if !key.starts_with('/') {
+            return;
+        }
         let mut live: SmallVec<[NodeId; 8]> = SmallVec::new();
         self.activate(0, &mut live);
         let mut next: SmallVec<[NodeId; 8]> = SmallVec::new();

@@ -119,6 +119,9 @@ impl PathPattern {
     /// Reference matcher: whether a match key (from `path::normalize`) matches. The
     /// index must always agree with this; property tests check it.
     pub fn matches(&self, key: &str) -> bool {
+        if !key.starts_with('/') {
+            return false;
+        }
         let segments: Vec<&str> = key_segments(key).collect();
         matches_from(&self.segments, &segments)
     }
