@@ -12,7 +12,7 @@ use http::request::Parts;
 use portcullis::config::{self, Config};
 use portcullis::path::{self, PathOptions};
 use portcullis::request;
-use portcullis::rules::NoTrace;
+use portcullis::rules::{Caller, NoTrace};
 
 /// A config with `cidrs` blocklisted /24s (in an ip_file) and `path_rules` deny rules,
 /// then an allow-all rule: the shape of the load benchmark.
@@ -64,7 +64,7 @@ fn full_decision(c: &mut Criterion) {
             |b, parts| {
                 b.iter(|| {
                     let inspected = request::inspect(black_box(parts), peer, &policy.path_options, trusted).unwrap();
-                    black_box(policy.decide(&inspected.facts, &mut NoTrace))
+                    black_box(policy.decide(&inspected.facts, &Caller::Unresolved, &mut NoTrace))
                 })
             },
         );

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config};
+use crate::identity::{KeySource, fetch_once};
 use crate::{demo, lint, logging, server};
 
 /// portcullis: an HTTP reverse proxy that enforces access rules.
@@ -36,7 +37,7 @@ pub enum Command {
     Run,
     /// Validate the config and everything it references; print a summary and warnings.
     Check {
-        /// Accepted for scripts written against later versions; nothing here needs the network yet.
+        /// A `jwks_url` that cannot be fetched is a warning instead of an error.
         #[arg(long)]
         offline: bool,
     },
@@ -50,7 +51,7 @@ pub enum Command {
 pub fn main(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
-        Command::Check { offline: _ } => check(&cli.config),
+        Command::Check { offline } => check(&cli.config, offline),
         Command::Demo => demo::main(),
         Command::HashKey => hash_key(),
     }
@@ -81,16 +82,37 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, offline: bool) -> ExitCode {
     let config = match load_or_report(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let mut warnings: Vec<String> = lint::warnings(&config).iter().map(ToString::to_string).collect();
+    if let Some(jwt) = &config.identity.jwt
+        && let KeySource::Url { url, .. } = &jwt.keys
+        && let Err(error) = fetch_jwks(url)
+    {
+        let line = format!("{}: identity.jwt.jwks_url: {error}", jwt.origin);
+        if !offline {
+            eprintln!("{line}");
+            return ExitCode::from(1);
+        }
+        warnings.push(format!("{line} (warning: --offline)"));
+    }
     println!("{}", summary(path, &config));
-    for warning in lint::warnings(&config) {
+    for warning in warnings {
         println!("{warning}");
     }
     ExitCode::SUCCESS
+}
+
+/// Fetches a JWKS once, as a start would, on a small runtime of its own.
+fn fetch_jwks(url: &http::Uri) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    runtime.block_on(fetch_once(url)).map(drop)
 }
 
 /// The one-paragraph summary `check` prints for a valid config.

@@ -2,7 +2,7 @@
 //! loopback, with curl lines that show each kind of decision.
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bytes::Bytes;
@@ -18,19 +18,15 @@ use tokio::net::TcpListener;
 use crate::config::{self, Config};
 use crate::{logging, server};
 
-/// The demo config, compiled in so `demo` works from any folder; `config/demo.toml`
-/// is used instead when it exists, so edits to it show up.
-const DEMO_TOML: &str = include_str!("../config/demo.toml");
-
-/// Runs the demo until Ctrl-C.
+/// Runs the demo until Ctrl-C, from the repository root (where `config/demo.toml` and
+/// the htpasswd file it names live).
 pub fn main() -> ExitCode {
     let path = PathBuf::from("config/demo.toml");
-    let loaded = if path.exists() {
-        config::load(&path)
-    } else {
-        config::load_text(Path::new("demo.toml"), DEMO_TOML.to_string())
-    };
-    let config = match loaded {
+    if !path.exists() {
+        eprintln!("portcullis demo: config/demo.toml not found; run the demo from the repository root");
+        return ExitCode::from(1);
+    }
+    let config = match config::load(&path) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
@@ -88,6 +84,14 @@ pub fn curl_lines(proxy: &str, upstream: &str) -> String {
          curl -i -H 'X-Forwarded-For: 203.0.113.7' http://{proxy}/hello\n\
          # 403: no rule allows POST, so the default (deny) applies\n\
          curl -i -X POST http://{proxy}/hello\n\
+         # 401: rule \"api\" needs an identity; the answer says which schemes to use\n\
+         curl -i http://{proxy}/api/status\n\
+         # 200: the demo API key; the upstream learns x-portcullis-user: demo-ci (and never sees the key)\n\
+         curl -i -H 'X-Api-Key: demo-key' http://{proxy}/api/status\n\
+         # 403: rule \"reports\" needs the admin role, which demo-ci does not have\n\
+         curl -i -H 'X-Api-Key: demo-key' http://{proxy}/reports/q3\n\
+         # 200: alice (HTTP Basic, bcrypt cost 10 from config/demo.htpasswd) is an admin\n\
+         curl -i -u alice:wonderland http://{proxy}/reports/q3\n\
          # metrics\n\
          curl -s http://127.0.0.1:9901/metrics | grep portcullis_requests_total\n"
     )

@@ -28,7 +28,56 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
     for rule in rules {
         warnings.extend(bare_protected_patterns(rule, rules));
     }
+    warnings.extend(weak_bcrypt_costs(config));
+    warnings.extend(unscoped_jwt(config));
     warnings
+}
+
+/// Below cost 10, an offline guess at a stolen htpasswd file is cheap; `htpasswd -B`
+/// alone gives cost 5.
+fn weak_bcrypt_costs(config: &Config) -> Vec<Warning> {
+    let Some(basic) = &config.identity.basic else {
+        return Vec::new();
+    };
+    basic
+        .htpasswd
+        .users()
+        .filter_map(|(user, entry)| {
+            let cost = entry.bcrypt_cost().filter(|&cost| cost < 10)?;
+            Some(Warning {
+                origin: format!("{}:{}", basic.file.display(), entry.line()),
+                message: format!(
+                    "user `{user}` has bcrypt cost {cost}; use at least 10: htpasswd -B -C 10 {} {user}",
+                    basic.file.display()
+                ),
+            })
+        })
+        .collect()
+}
+
+/// A JWT accepted without `issuer` or `audience` may be a token another application
+/// (or another tenant of the same identity provider) was given.
+fn unscoped_jwt(config: &Config) -> Vec<Warning> {
+    let Some(jwt) = &config.identity.jwt else {
+        return Vec::new();
+    };
+    let mut missing = Vec::new();
+    if jwt.issuer.is_none() {
+        missing.push("issuer");
+    }
+    if jwt.audience.is_empty() {
+        missing.push("audience");
+    }
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    vec![Warning {
+        origin: jwt.origin.clone(),
+        message: format!(
+            "[identity.jwt] has no {}: tokens your identity provider issued for other applications are accepted too",
+            missing.join(" or ")
+        ),
+    }]
 }
 
 /// A deny rule for `/admin` protects exactly `/admin`: `/admin/` and `/admin/users`

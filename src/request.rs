@@ -73,6 +73,7 @@ pub fn inspect(
             path,
             client_ip,
             peer,
+            preflight: parts.method == Method::OPTIONS && parts.headers.contains_key("access-control-request-method"),
         },
         host_as_sent,
     })

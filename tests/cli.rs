@@ -182,3 +182,61 @@ async fn run_serves_and_exits_0_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/identity");
+
+#[test]
+fn check_warns_about_low_bcrypt_cost_and_unscoped_jwt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:3000\"\n[identity.basic]\nhtpasswd_file = \"{FIXTURES}/users-cost5.htpasswd\"\n[identity.jwt]\njwks_file = \"{FIXTURES}/jwks.json\"\nalgorithms = [\"RS256\"]\n"
+        ),
+    );
+    let output = check(&path);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{FIXTURES}/users-cost5.htpasswd:1: warning: user `dave` has bcrypt cost 5"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("htpasswd -B -C 10"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}:6:1: warning: [identity.jwt] has no issuer or audience",
+            path.display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_fails_on_an_unreachable_jwks_url_unless_offline() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:3000\"\n[identity.jwt]\njwks_url = \"http://{address}/jwks.json\"\nalgorithms = [\"RS256\"]\nissuer = \"i\"\naudience = [\"a\"]\n"
+        ),
+    );
+    let online = check(&path);
+    assert_eq!(online.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&online.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:1: identity.jwt.jwks_url: cannot fetch", path.display())),
+        "{stderr}"
+    );
+    let offline = Command::new(BIN)
+        .args(["check", "--offline", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(offline.status.success());
+    assert!(String::from_utf8_lossy(&offline.stdout).contains("(warning: --offline)"));
+}

@@ -15,6 +15,13 @@ async fn every_printed_curl_line_shows_its_promised_status() {
     tokio::spawn(demo::echo_upstream(echo));
     let demo_toml = std::fs::read_to_string("config/demo.toml")
         .unwrap()
+        .replace(
+            "htpasswd_file = \"demo.htpasswd\"",
+            &format!(
+                "htpasswd_file = \"{}/config/demo.htpasswd\"",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        )
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:3000", &echo_address.to_string())
         .replace("admin_listen = \"127.0.0.1:9901\"\n", "");
@@ -40,7 +47,7 @@ async fn every_printed_curl_line_shows_its_promised_status() {
         assert_eq!(String::from_utf8_lossy(&output.stdout), status.to_string(), "{line}");
         checked += 1;
     }
-    assert_eq!(checked, 7, "every curl line was run");
+    assert_eq!(checked, 11, "every curl line was run");
 }
 
 /// Splits a curl line the way a shell would for the quoting the demo uses.

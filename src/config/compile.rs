@@ -10,13 +10,17 @@ use http::uri::{Scheme, Uri};
 use ipnet::IpNet;
 use toml::Spanned;
 
+mod identity;
+
 use super::error::{ConfigError, ConfigErrors, SourceFile, error_at};
 use super::raw::{RawAction, RawConfig, RawEscapedSlashes, RawLogFormat, RawMode, RawRule, RawServer, RawTimeouts};
 use super::{Config, ListenerSettings, LogFormat, LogSettings, ServerSettings, Timeouts, Upstream, parse_duration};
+use crate::identity::IdentityConfig;
 use crate::path::{self, EscapedSlashes, PathOptions};
 use crate::respond::CustomBodies;
 use crate::rules::{
-    Action, HostPattern, IpRangeSet, Mode, PathPattern, Policy, Rule, RuleSet, Selectors, parse_cidr, parse_method,
+    Action, Gate, HostPattern, IpRangeSet, Mode, PathPattern, Policy, Rule, RuleSet, Selectors, parse_cidr,
+    parse_method,
 };
 
 /// Collects errors while compiling, so one run reports all of them.
@@ -86,7 +90,9 @@ pub(super) fn compile(source: &SourceFile, base: &Path) -> Result<Config, Config
         case_insensitive: raw.policy.case_insensitive_paths.unwrap_or(false),
     };
     let default_hide = raw.policy.hide.unwrap_or(false);
-    let rules = compile_rules(&mut compiler, raw.rules, &path_options, default_hide);
+    let identity = identity::compile_identity(&mut compiler, raw.identity);
+    let upstream_headers = identity::compile_upstream_headers(&mut compiler, &raw.upstream_headers);
+    let rules = compile_rules(&mut compiler, raw.rules, &path_options, default_hide, &identity);
     let responses = compile_responses(&mut compiler, raw.responses);
     let log = LogSettings {
         format: match raw.log.format {
@@ -113,7 +119,11 @@ pub(super) fn compile(source: &SourceFile, base: &Path) -> Result<Config, Config
             },
             path_options,
             explain_denials: raw.policy.explain_denials.unwrap_or(false),
+            allow_preflight: raw.policy.allow_preflight.unwrap_or(false),
+            challenge: !identity.only_trusted_headers(),
         },
+        identity,
+        upstream_headers,
         log,
         responses,
         files: compiler.files,
@@ -342,6 +352,7 @@ fn compile_rules(
     raw_rules: Vec<Spanned<RawRule>>,
     path_options: &PathOptions,
     default_hide: bool,
+    identity: &IdentityConfig,
 ) -> Option<Vec<Rule>> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut rules = Vec::new();
@@ -382,11 +393,13 @@ fn compile_rules(
                 .filter_map(|pattern| c.check(pattern, &key("paths"), |text| PathPattern::parse(text, path_options)))
                 .collect::<Vec<_>>()
         });
+        let gate = compile_gate(c, &raw, &name, identity);
         rules.push(Rule {
             name,
             action: action(*raw.action.get_ref()),
             hide: raw.hide.unwrap_or(default_hide),
             audit: raw.audit.unwrap_or(false),
+            gate,
             selectors: Selectors {
                 ips,
                 methods,
@@ -397,6 +410,41 @@ fn compile_rules(
         });
     }
     (c.errors.len() == errors_before).then_some(rules)
+}
+
+/// `roles` / `authenticated`: only on allow rules, and only when some identity source
+/// is configured (otherwise the rule could never let anyone in).
+fn compile_gate(c: &mut Compiler<'_>, raw: &RawRule, name: &str, identity: &IdentityConfig) -> Option<Gate> {
+    let gate = match (&raw.roles, &raw.authenticated) {
+        (Some(roles), _) => {
+            if roles.get_ref().is_empty() || roles.get_ref().iter().any(String::is_empty) {
+                c.error(
+                    roles,
+                    &format!("rule \"{name}\".roles"),
+                    "list the roles that may pass, or remove the key",
+                );
+            }
+            Some((roles.span(), Gate::AnyRole(roles.get_ref().clone())))
+        }
+        (None, Some(authenticated)) if *authenticated.get_ref() => Some((authenticated.span(), Gate::Authenticated)),
+        (None, _) => None,
+    };
+    let (span, gate) = gate?;
+    let key = format!("rule \"{name}\"");
+    if *raw.action.get_ref() == RawAction::Deny {
+        c.errors.push(c.source.error(
+            span,
+            key,
+            "`roles` and `authenticated` only go on allow rules (a deny rule denies everyone it matches)",
+        ));
+    } else if !identity.has_sources() {
+        c.errors.push(c.source.error(
+            span,
+            key,
+            "this rule needs an identity, but no [identity] source (api_keys, basic, jwt, trusted_headers) is configured",
+        ));
+    }
+    Some(gate)
 }
 
 fn non_empty<T>(c: &mut Compiler<'_>, list: &Spanned<Vec<T>>, key: &str, what: &str) {

@@ -19,6 +19,7 @@ use http::uri::{Authority, Scheme};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, Location, SourceFile};
 
+use crate::identity::{IdentityConfig, UpstreamHeaders};
 use crate::respond::CustomBodies;
 use crate::rules::{IpRangeSet, Policy};
 
@@ -29,6 +30,10 @@ pub struct Config {
     pub server: ServerSettings,
     /// `[policy]` and the rules.
     pub policy: Policy,
+    /// `[identity]`: credential sources and lockout.
+    pub identity: IdentityConfig,
+    /// `[upstream_headers]`.
+    pub upstream_headers: UpstreamHeaders,
     /// `[log]`.
     pub log: LogSettings,
     /// `[responses]`: custom bodies, already read.

@@ -20,6 +20,9 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub responses: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub identity: Option<RawIdentity>,
+    #[serde(default)]
+    pub upstream_headers: RawUpstreamHeaders,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Spanned<RawRule>>,
 }
@@ -92,6 +95,7 @@ pub struct RawPolicy {
     pub escaped_slashes: Option<RawEscapedSlashes>,
     pub merge_slashes: Option<bool>,
     pub explain_denials: Option<bool>,
+    pub allow_preflight: Option<bool>,
 }
 
 /// `allow` / `deny`, for `policy.default` and `rule.action`.
@@ -147,4 +151,110 @@ pub struct RawRule {
     pub action: Spanned<RawAction>,
     pub hide: Option<bool>,
     pub audit: Option<bool>,
+    pub roles: Option<Spanned<Vec<String>>>,
+    pub authenticated: Option<Spanned<bool>>,
+}
+
+/// `[identity]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub realm: Option<Spanned<String>>,
+    pub api_key_header: Option<Spanned<String>>,
+    #[serde(default)]
+    pub api_keys: Vec<Spanned<RawApiKey>>,
+    pub basic: Option<Spanned<RawBasic>>,
+    pub jwt: Option<Spanned<RawJwt>>,
+    pub trusted_headers: Option<Spanned<RawTrustedHeaders>>,
+    pub lockout: Option<Spanned<RawLockout>>,
+}
+
+/// One `[[identity.api_keys]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    pub name: Spanned<String>,
+    pub sha256: Spanned<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `[identity.basic]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    pub htpasswd_file: Spanned<String>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+/// `roles_claim = "a.b"` or `roles_claim = ["https://x/claims", "roles"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawClaimPath {
+    Dotted(String),
+    Segments(Vec<String>),
+}
+
+/// `audience = "app"` or `audience = ["app", …]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStrings {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[identity.jwt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub secret_env: Option<Spanned<String>>,
+    pub algorithms: Spanned<Vec<Spanned<String>>>,
+    pub issuer: Option<String>,
+    pub audience: Option<Spanned<RawStrings>>,
+    pub roles_claim: Option<Spanned<RawClaimPath>>,
+    pub user_claim: Option<Spanned<String>>,
+    pub leeway: Option<Spanned<String>>,
+    pub cookie: Option<Spanned<String>>,
+    pub jwks_refresh: Option<Spanned<String>>,
+}
+
+/// `[identity.trusted_headers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrustedHeaders {
+    pub peers: Spanned<Vec<Spanned<String>>>,
+    pub user: Spanned<String>,
+    pub roles: Option<Spanned<String>>,
+}
+
+/// `[identity.lockout]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLockout {
+    pub failures: Option<Spanned<u64>>,
+    pub window: Option<Spanned<String>>,
+    pub ban: Option<Spanned<String>>,
+    pub per_user: Option<bool>,
+    pub max_entries: Option<Spanned<u64>>,
+}
+
+/// `[upstream_headers]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamHeaders {
+    pub user: Option<Spanned<String>>,
+    pub roles: Option<Spanned<String>>,
+    pub forward_credentials: Option<RawForwardCredentials>,
+}
+
+/// `upstream_headers.forward_credentials`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawForwardCredentials {
+    Tokens,
+    All,
+    None,
 }

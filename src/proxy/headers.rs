@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::{CONNECTION, HOST, HeaderName, HeaderValue, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 
+use crate::config::Config;
+use crate::identity::{Identity, UpstreamHeaders};
 use crate::respond::REQUEST_ID;
 
 const KEEP_ALIVE: &str = "keep-alive";
@@ -135,6 +137,77 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 fn generate_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+/// A header name as backends may read it: lower case, and every character other than
+/// `a-z` and `0-9` as `-` (CGI and some frameworks turn `-` into `_`, so
+/// `X_Portcullis_User` and `x.portcullis.user` reach the app as the same header).
+fn normalized_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            let lower = b.to_ascii_lowercase();
+            if lower.is_ascii_lowercase() || lower.is_ascii_digit() {
+                char::from(lower)
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The identity headers a client must never set itself: the `upstream_headers` names
+/// always, and the `trusted_headers` names unless the peer is a trusted auth layer.
+pub fn spoofable_identity_headers(config: &Config, peer: IpAddr) -> Vec<HeaderName> {
+    let mut names = vec![
+        config.upstream_headers.user.clone(),
+        config.upstream_headers.roles.clone(),
+    ];
+    if let Some(trusted) = &config.identity.trusted_headers
+        && !trusted.peers.contains(peer)
+    {
+        names.push(trusted.user.clone());
+        names.extend(trusted.roles.clone());
+    }
+    names
+}
+
+/// Removes every header whose normalized name is one of `names`' normalized names.
+pub fn remove_identity_headers(headers: &mut HeaderMap, names: &[HeaderName]) {
+    let targets: Vec<String> = names.iter().map(|name| normalized_name(name.as_str())).collect();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| targets.contains(&normalized_name(name.as_str())))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Tells the upstream who called: the user and the comma-separated roles, each
+/// percent-encoded where it would be unsafe in a header (or ambiguous, like `,` in a role).
+pub fn set_identity_headers(headers: &mut HeaderMap, upstream: &UpstreamHeaders, identity: &Identity) {
+    let roles: Vec<String> = identity.roles.iter().map(|role| header_safe(role)).collect();
+    for (name, value) in [
+        (&upstream.user, header_safe(&identity.user)),
+        (&upstream.roles, roles.join(",")),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
+fn header_safe(value: &str) -> String {
+    let mut safe = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (0x21..=0x7e).contains(&byte) && byte != b'%' && byte != b',' {
+            safe.push(char::from(byte));
+        } else {
+            safe.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    safe
 }
 
 /// Whether the client asks for a WebSocket upgrade (`Connection: upgrade` and
@@ -302,6 +375,37 @@ mod tests {
             assert_eq!(generated.len(), 16);
         }
         assert_eq!(request_id(&HeaderMap::new()).len(), 16);
+    }
+
+    #[test]
+    fn identity_headers_are_removed_in_every_spelling() {
+        let mut map = headers(&[
+            ("x-portcullis-user", "mallory"),
+            ("X_Portcullis_User", "mallory"),
+            ("x.portcullis.user", "mallory"),
+            ("X-PORTCULLIS-ROLES", "admin"),
+            ("x-portcullis-username", "kept"),
+        ]);
+        let names = [
+            HeaderName::from_static("x-portcullis-user"),
+            HeaderName::from_static("x-portcullis-roles"),
+        ];
+        remove_identity_headers(&mut map, &names);
+        let left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-portcullis-username"]);
+    }
+
+    #[test]
+    fn identity_values_are_encoded_when_unsafe() {
+        let identity = Identity {
+            user: "zoë smith".into(),
+            roles: vec!["admin".into(), "a,b".into()],
+            scheme: crate::identity::Scheme::Basic,
+        };
+        let mut map = HeaderMap::new();
+        set_identity_headers(&mut map, &UpstreamHeaders::default(), &identity);
+        assert_eq!(map["x-portcullis-user"], "zo%C3%AB%20smith");
+        assert_eq!(map["x-portcullis-roles"], "admin,a%2Cb");
     }
 
     #[test]

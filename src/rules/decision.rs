@@ -16,6 +16,31 @@ pub enum Outcome {
         /// Answer 404 so the resource's existence is not revealed.
         hidden: bool,
     },
+    /// The deciding rule has `roles` or `authenticated` and the caller's identity has
+    /// not been looked at yet: resolve it and decide again.
+    NeedIdentity,
+    /// A gate, and no valid identity: 401 with challenges (403 when trusted headers are
+    /// the only source, since no challenge can help), or 404 when hidden.
+    Unauthenticated {
+        /// Answer 404.
+        hidden: bool,
+        /// Answer 401 with `WWW-Authenticate` (false: 403).
+        challenge: bool,
+        /// A bearer token (JWT or API key) was presented and refused.
+        invalid_token: bool,
+    },
+    /// A role rule, and the identity holds none of its roles: 403, or 404 when hidden.
+    MissingRole {
+        /// Answer 404.
+        hidden: bool,
+    },
+}
+
+impl Outcome {
+    /// Whether the outcome refuses the request (when enforced).
+    pub fn is_denial(self) -> bool {
+        !matches!(self, Outcome::Allow | Outcome::NeedIdentity)
+    }
 }
 
 /// The result of `Policy::decide`.
@@ -43,16 +68,33 @@ impl Decision {
 
     /// Whether the request goes to the upstream.
     pub fn forwards(&self) -> bool {
-        self.outcome == Outcome::Allow || !self.enforced
+        self.outcome == Outcome::Allow || (self.outcome.is_denial() && !self.enforced)
     }
 
     /// The status the outcome answers with when enforced (200 stands for "forwarded").
     pub fn status(&self) -> StatusCode {
         match self.outcome {
             Outcome::Allow => StatusCode::OK,
-            Outcome::Deny { hidden: true } => StatusCode::NOT_FOUND,
-            Outcome::Deny { hidden: false } => StatusCode::FORBIDDEN,
+            Outcome::Deny { hidden: true }
+            | Outcome::MissingRole { hidden: true }
+            | Outcome::Unauthenticated { hidden: true, .. } => StatusCode::NOT_FOUND,
+            Outcome::Deny { hidden: false }
+            | Outcome::MissingRole { hidden: false }
+            | Outcome::Unauthenticated { challenge: false, .. } => StatusCode::FORBIDDEN,
+            Outcome::Unauthenticated { challenge: true, .. } | Outcome::NeedIdentity => StatusCode::UNAUTHORIZED,
         }
+    }
+
+    /// Whether the response needs `WWW-Authenticate` challenges.
+    pub fn challenges(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Unauthenticated {
+                hidden: false,
+                challenge: true,
+                ..
+            }
+        )
     }
 
     /// The `decision` label of metrics and logs: `deny` when refused, `audit` when
@@ -60,7 +102,7 @@ impl Decision {
     pub fn label(&self) -> &'static str {
         if !self.forwards() {
             "deny"
-        } else if self.outcome != Outcome::Allow || !self.audited_rules.is_empty() {
+        } else if self.outcome.is_denial() || !self.audited_rules.is_empty() {
             "audit"
         } else {
             "allow"

@@ -27,6 +27,7 @@ pub use method::{MethodIndex, method_admits, parse_method};
 pub use path_index::PathIndex;
 pub use pattern::{Glob, PathPattern, SegmentPattern, key_segments};
 
+use crate::identity::{Identity, Scheme};
 use crate::path::{NormalizedPath, PathOptions};
 
 /// What a request looks like to the rules: everything the decision depends on, and
@@ -44,6 +45,30 @@ pub struct RequestFacts {
     pub client_ip: IpAddr,
     /// The connection's peer address, canonical.
     pub peer: IpAddr,
+    /// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
+    pub preflight: bool,
+}
+
+/// What the engine knows about the caller's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// Not looked at yet: a gate answers `Outcome::NeedIdentity`.
+    Unresolved,
+    /// No credential presented (or trusted headers from an untrusted peer).
+    Anonymous,
+    /// A credential was presented and refused.
+    Invalid(Scheme),
+    /// A verified identity (or one stated by `explain` / `[[test]]`).
+    Known(&'a Identity),
+}
+
+/// What a rule with `roles` or `authenticated` requires of the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Any valid identity.
+    Authenticated,
+    /// An identity holding at least one of these roles.
+    AnyRole(Vec<String>),
 }
 
 /// What a rule does when it matches.
@@ -88,6 +113,8 @@ pub struct Rule {
     pub hide: bool,
     /// Log what this rule would deny, then go on to the next rule.
     pub audit: bool,
+    /// `roles` / `authenticated` (allow rules only).
+    pub gate: Option<Gate>,
     /// The conditions under which it matches.
     pub selectors: Selectors,
     /// `FILE:LINE` of the rule, for lint warnings.
@@ -235,28 +262,33 @@ pub struct Policy {
     pub path_options: PathOptions,
     /// 401/403 bodies name the deciding rule.
     pub explain_denials: bool,
+    /// CORS preflights skip identity gates (IP, path and deny rules still apply).
+    pub allow_preflight: bool,
+    /// A failed gate answers 401 with challenges; false when trusted headers are the
+    /// only identity source (then 403: no challenge can help).
+    pub challenge: bool,
 }
 
 impl Policy {
     /// Decides a request: the first matching rule in file order, skipping (and
-    /// recording) `audit = true` rules that would deny; else the default. In audit
+    /// recording) `audit = true` rules that would deny; else the default. A gate with
+    /// an unresolved caller stops at `NeedIdentity`; the server resolves the identity
+    /// and calls again (`explain` and `[[test]]` pass a stated one at once). In audit
     /// mode a denial is marked as not enforced. `tracer` sees each step; the server
-    /// passes `NoTrace`, `explain` a recorder.
-    pub fn decide(&self, facts: &RequestFacts, tracer: &mut impl Tracer) -> Decision {
+    /// passes `NoTrace`.
+    pub fn decide(&self, facts: &RequestFacts, caller: &Caller<'_>, tracer: &mut impl Tracer) -> Decision {
         let matching = self.rules.matching(facts, tracer);
         let mut decision = Decision::new(self.mode == Mode::Enforce);
         for id in matching.iter() {
             let rule = &self.rules.rules[id];
-            if rule.audit && rule.denies() {
+            let outcome = self.rule_outcome(rule, facts, caller);
+            if rule.audit && outcome.is_denial() {
                 tracer.audit_skipped(id);
                 decision.audited_rules.push(id);
                 continue;
             }
             decision.rule = Some(id);
-            decision.outcome = match rule.action {
-                Action::Allow => Outcome::Allow,
-                Action::Deny => Outcome::Deny { hidden: rule.hide },
-            };
+            decision.outcome = outcome;
             tracer.decided(&decision);
             return decision;
         }
@@ -268,6 +300,31 @@ impl Policy {
         };
         tracer.decided(&decision);
         decision
+    }
+
+    fn rule_outcome(&self, rule: &Rule, facts: &RequestFacts, caller: &Caller<'_>) -> Outcome {
+        let hidden = rule.hide;
+        let gate = match (rule.action, &rule.gate) {
+            (Action::Deny, _) => return Outcome::Deny { hidden },
+            (Action::Allow, None) => return Outcome::Allow,
+            (Action::Allow, Some(_)) if facts.preflight && self.allow_preflight => return Outcome::Allow,
+            (Action::Allow, Some(gate)) => gate,
+        };
+        let unauthenticated = |invalid_token| Outcome::Unauthenticated {
+            hidden,
+            challenge: self.challenge,
+            invalid_token,
+        };
+        match caller {
+            Caller::Unresolved => Outcome::NeedIdentity,
+            Caller::Anonymous => unauthenticated(false),
+            Caller::Invalid(scheme) => unauthenticated(matches!(scheme, Scheme::Jwt | Scheme::ApiKey)),
+            Caller::Known(identity) => match gate {
+                Gate::Authenticated => Outcome::Allow,
+                Gate::AnyRole(roles) if identity.has_any_role(roles) => Outcome::Allow,
+                Gate::AnyRole(_) => Outcome::MissingRole { hidden },
+            },
+        }
     }
 
     /// The name of a rule by id (from a `Decision`).

@@ -7,6 +7,7 @@ use http::Method;
 use proptest::prelude::*;
 
 use super::*;
+use crate::identity::{Identity, Scheme};
 use crate::path::{self, PathOptions};
 
 fn facts(method: &str, host: Option<&str>, path: &str, ip: &str) -> RequestFacts {
@@ -17,6 +18,7 @@ fn facts(method: &str, host: Option<&str>, path: &str, ip: &str) -> RequestFacts
         path: path::normalize(path, &PathOptions::default()).unwrap(),
         client_ip: ip,
         peer: ip,
+        preflight: false,
     }
 }
 
@@ -26,6 +28,7 @@ fn rule(name: &str, action: Action, selectors: Selectors) -> Rule {
         action,
         hide: false,
         audit: false,
+        gate: None,
         selectors,
         origin: format!("test.toml:{name}"),
     }
@@ -51,11 +54,16 @@ fn policy(rules: Vec<Rule>, default_action: Action) -> Policy {
         mode: Mode::Enforce,
         path_options: PathOptions::default(),
         explain_denials: false,
+        allow_preflight: false,
+        challenge: true,
     }
 }
 
 fn decided_by<'a>(policy: &'a Policy, facts: &RequestFacts) -> Option<&'a str> {
-    policy.decide(facts, &mut NoTrace).rule.map(|id| policy.rule_name(id))
+    policy
+        .decide(facts, &Caller::Unresolved, &mut NoTrace)
+        .rule
+        .map(|id| policy.rule_name(id))
 }
 
 #[test]
@@ -84,7 +92,10 @@ fn first_matching_rule_in_file_order_wins() {
     );
     let admin = facts("GET", None, "/admin/x", "192.0.2.1");
     assert_eq!(decided_by(&p, &admin), Some("deny-admin"));
-    assert_eq!(p.decide(&admin, &mut NoTrace).outcome, Outcome::Deny { hidden: false });
+    assert_eq!(
+        p.decide(&admin, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::Deny { hidden: false }
+    );
     assert_eq!(
         decided_by(&p, &facts("GET", None, "/public", "192.0.2.1")),
         Some("allow-all")
@@ -103,13 +114,16 @@ fn no_matching_rule_falls_to_the_default() {
     )];
     let deny = policy(only_health.clone(), Action::Deny);
     let other = facts("GET", None, "/other", "192.0.2.1");
-    let decision = deny.decide(&other, &mut NoTrace);
+    let decision = deny.decide(&other, &Caller::Unresolved, &mut NoTrace);
     assert_eq!(
         (decision.rule, decision.outcome),
         (None, Outcome::Deny { hidden: false })
     );
     let allow = policy(only_health, Action::Allow);
-    assert_eq!(allow.decide(&other, &mut NoTrace).outcome, Outcome::Allow);
+    assert_eq!(
+        allow.decide(&other, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::Allow
+    );
 }
 
 #[test]
@@ -167,7 +181,11 @@ fn hidden_rules_deny_with_404() {
     );
     hidden.hide = true;
     let p = policy(vec![hidden], Action::Allow);
-    let decision = p.decide(&facts("GET", None, "/secret/x", "192.0.2.1"), &mut NoTrace);
+    let decision = p.decide(
+        &facts("GET", None, "/secret/x", "192.0.2.1"),
+        &Caller::Unresolved,
+        &mut NoTrace,
+    );
     assert_eq!(decision.status(), http::StatusCode::NOT_FOUND);
 }
 
@@ -186,7 +204,7 @@ fn audit_rules_that_would_deny_are_recorded_and_skipped() {
         vec![trial, rule("all", Action::Allow, Selectors::default())],
         Action::Deny,
     );
-    let decision = p.decide(&facts("GET", None, "/", "192.0.2.1"), &mut NoTrace);
+    let decision = p.decide(&facts("GET", None, "/", "192.0.2.1"), &Caller::Unresolved, &mut NoTrace);
     assert_eq!(decision.outcome, Outcome::Allow);
     assert_eq!(decision.audited_rules.as_slice(), &[0]);
     assert_eq!(decision.label(), "audit");
@@ -196,7 +214,7 @@ fn audit_rules_that_would_deny_are_recorded_and_skipped() {
 fn audit_mode_marks_denials_as_not_enforced() {
     let mut p = policy(vec![rule("deny", Action::Deny, Selectors::default())], Action::Deny);
     p.mode = Mode::Audit;
-    let decision = p.decide(&facts("GET", None, "/", "192.0.2.1"), &mut NoTrace);
+    let decision = p.decide(&facts("GET", None, "/", "192.0.2.1"), &Caller::Unresolved, &mut NoTrace);
     assert!(decision.forwards());
     assert_eq!(decision.label(), "audit");
 }
@@ -242,6 +260,195 @@ fn a_hundred_thousand_cidrs_decide_by_lookup() {
     assert_eq!(decided_by(&p, &facts("GET", None, "/", "10.0.0.2")), Some("block"));
     assert_eq!(decided_by(&p, &facts("GET", None, "/", "10.6.26.127")), Some("block"));
     assert_eq!(decided_by(&p, &facts("GET", None, "/", "10.6.26.128")), Some("all"));
+}
+
+fn gated(name: &str, gate: Gate, hide: bool) -> Rule {
+    let mut rule = rule(
+        name,
+        Action::Allow,
+        Selectors {
+            paths: paths(&["/admin/**"]),
+            ..Selectors::default()
+        },
+    );
+    rule.gate = Some(gate);
+    rule.hide = hide;
+    rule
+}
+
+fn admin_identity(roles: &[&str]) -> Identity {
+    Identity {
+        user: "alice".into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        scheme: Scheme::Basic,
+    }
+}
+
+#[test]
+fn a_gate_needs_identity_before_it_can_decide() {
+    let p = policy(
+        vec![gated("admin", Gate::AnyRole(vec!["admin".into()]), false)],
+        Action::Deny,
+    );
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    assert_eq!(
+        p.decide(&request, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::NeedIdentity
+    );
+}
+
+#[test]
+fn requests_outside_a_gate_never_need_identity() {
+    let p = policy(vec![gated("admin", Gate::Authenticated, false)], Action::Deny);
+    let request = facts("GET", None, "/public", "192.0.2.1");
+    assert_eq!(
+        p.decide(&request, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::Deny { hidden: false }
+    );
+}
+
+#[test]
+fn a_holder_of_any_listed_role_passes() {
+    let p = policy(
+        vec![gated("admin", Gate::AnyRole(vec!["admin".into(), "ops".into()]), false)],
+        Action::Deny,
+    );
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    let identity = admin_identity(&["viewer", "ops"]);
+    assert_eq!(
+        p.decide(&request, &Caller::Known(&identity), &mut NoTrace).outcome,
+        Outcome::Allow
+    );
+}
+
+#[test]
+fn an_identity_without_the_roles_gets_403_or_404_when_hidden() {
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    let identity = admin_identity(&["viewer"]);
+    let visible = policy(
+        vec![gated("admin", Gate::AnyRole(vec!["admin".into()]), false)],
+        Action::Deny,
+    );
+    let decision = visible.decide(&request, &Caller::Known(&identity), &mut NoTrace);
+    assert_eq!(decision.status(), http::StatusCode::FORBIDDEN);
+    let hidden = policy(
+        vec![gated("admin", Gate::AnyRole(vec!["admin".into()]), true)],
+        Action::Deny,
+    );
+    let decision = hidden.decide(&request, &Caller::Known(&identity), &mut NoTrace);
+    assert_eq!(decision.status(), http::StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn authenticated_admits_any_identity() {
+    let p = policy(vec![gated("admin", Gate::Authenticated, false)], Action::Deny);
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    let identity = admin_identity(&[]);
+    assert_eq!(
+        p.decide(&request, &Caller::Known(&identity), &mut NoTrace).outcome,
+        Outcome::Allow
+    );
+}
+
+#[test]
+fn anonymous_and_invalid_callers_are_unauthenticated() {
+    let p = policy(vec![gated("admin", Gate::Authenticated, false)], Action::Deny);
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    let anonymous = p.decide(&request, &Caller::Anonymous, &mut NoTrace);
+    assert_eq!(anonymous.status(), http::StatusCode::UNAUTHORIZED);
+    assert!(anonymous.challenges());
+    let bad_jwt = p.decide(&request, &Caller::Invalid(Scheme::Jwt), &mut NoTrace);
+    assert!(matches!(
+        bad_jwt.outcome,
+        Outcome::Unauthenticated {
+            invalid_token: true,
+            ..
+        }
+    ));
+    let bad_basic = p.decide(&request, &Caller::Invalid(Scheme::Basic), &mut NoTrace);
+    assert!(matches!(
+        bad_basic.outcome,
+        Outcome::Unauthenticated {
+            invalid_token: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn without_challengeable_sources_a_missing_identity_is_403() {
+    let mut p = policy(vec![gated("admin", Gate::Authenticated, false)], Action::Deny);
+    p.challenge = false;
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    let decision = p.decide(&request, &Caller::Anonymous, &mut NoTrace);
+    assert_eq!(decision.status(), http::StatusCode::FORBIDDEN);
+    assert!(!decision.challenges());
+}
+
+#[test]
+fn preflights_skip_gates_only_when_allowed() {
+    let mut p = policy(vec![gated("admin", Gate::Authenticated, false)], Action::Deny);
+    let mut preflight = facts("OPTIONS", None, "/admin/x", "192.0.2.1");
+    preflight.preflight = true;
+    assert_eq!(
+        p.decide(&preflight, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::NeedIdentity
+    );
+    p.allow_preflight = true;
+    assert_eq!(
+        p.decide(&preflight, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::Allow
+    );
+}
+
+#[test]
+fn preflights_do_not_skip_deny_rules() {
+    let mut p = policy(
+        vec![rule(
+            "block",
+            Action::Deny,
+            Selectors {
+                paths: paths(&["/admin/**"]),
+                ..Selectors::default()
+            },
+        )],
+        Action::Allow,
+    );
+    p.allow_preflight = true;
+    let mut preflight = facts("OPTIONS", None, "/admin/x", "192.0.2.1");
+    preflight.preflight = true;
+    assert_eq!(
+        p.decide(&preflight, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::Deny { hidden: false }
+    );
+}
+
+#[test]
+fn an_audit_gate_that_would_refuse_is_skipped() {
+    let mut trial = gated("trial", Gate::AnyRole(vec!["admin".into()]), false);
+    trial.audit = true;
+    let p = policy(
+        vec![trial, rule("all", Action::Allow, Selectors::default())],
+        Action::Deny,
+    );
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    assert_eq!(
+        p.decide(&request, &Caller::Unresolved, &mut NoTrace).outcome,
+        Outcome::NeedIdentity
+    );
+    let decision = p.decide(&request, &Caller::Anonymous, &mut NoTrace);
+    assert_eq!(decision.outcome, Outcome::Allow);
+    assert_eq!(decision.audited_rules.as_slice(), &[0]);
+}
+
+#[test]
+fn audit_mode_forwards_unauthenticated_requests() {
+    let mut p = policy(vec![gated("admin", Gate::Authenticated, false)], Action::Deny);
+    p.mode = Mode::Audit;
+    let request = facts("GET", None, "/admin/x", "192.0.2.1");
+    let decision = p.decide(&request, &Caller::Anonymous, &mut NoTrace);
+    assert!(decision.forwards());
+    assert_eq!(decision.label(), "audit");
 }
 
 /// Reference decision: walk the rules one by one with the plain matcher.
@@ -335,6 +542,7 @@ fn arbitrary_rule() -> impl Strategy<Value = Rule> {
             action: if allow { Action::Allow } else { Action::Deny },
             hide: false,
             audit,
+            gate: None,
             selectors: Selectors {
                 ips: ip_list.map(|l| l.iter().map(|c| parse_cidr(c).unwrap()).collect()),
                 methods: method_list.map(|l| l.iter().map(|m| parse_method(m).unwrap()).collect()),
@@ -367,7 +575,7 @@ proptest! {
     ) {
         let p = policy(rules, Action::Deny);
         for request in &requests {
-            let decision = p.decide(request, &mut NoTrace);
+            let decision = p.decide(request, &Caller::Unresolved, &mut NoTrace);
             let (rule, audited) = reference_decide(&p, request);
             prop_assert_eq!(decision.rule, rule, "request {:?}", request);
             prop_assert_eq!(decision.audited_rules.to_vec(), audited);

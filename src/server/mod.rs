@@ -21,7 +21,7 @@ pub use connection::MAX_HEADER_COUNT;
 
 use crate::admin;
 use crate::config::Config;
-use crate::state::{Generation, Shared};
+use crate::state::Shared;
 
 /// How long a connection beyond `max_connections` waits for a free slot before it is
 /// closed.
@@ -32,6 +32,9 @@ const MAX_WAITING: usize = 1024;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A resource the config needs (a JWKS URL) could not be loaded.
+    #[error("{0}")]
+    Identity(String),
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -65,7 +68,7 @@ impl Server {
             None => None,
         };
         let max_connections = config.server.max_connections;
-        let shared = Shared::new(Generation::new(config));
+        let shared = Shared::start(config).await.map_err(StartError::Identity)?;
         let addresses = listeners
             .iter()
             .map(|l| l.local_addr().expect("a bound listener has an address"))
