@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config};
 use crate::identity::{KeySource, fetch_once};
-use crate::{demo, lint, logging, server};
+use crate::{demo, explain, lint, logging, policy_tests, server};
 
 /// portcullis: an HTTP reverse proxy that enforces access rules.
 #[derive(Debug, Parser)]
@@ -41,6 +41,27 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Show how a request would be decided: normalized path, client IP, identity, each
+    /// rule tried, and the final decision.
+    Explain {
+        /// Request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// State the client IP (skips the X-Forwarded-For walk).
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// The connection's peer address.
+        #[arg(long, default_value = "192.0.2.1")]
+        peer: std::net::IpAddr,
+        /// A request header, `Name: value` (repeatable); credentials are verified.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The path (`/admin/users`) or URL (`https://admin.example.com/admin/users`).
+        target: String,
+    },
     /// Start a built-in echo upstream and the proxy with config/demo.toml, and print curl lines to try.
     Demo,
     /// Read an API key on stdin and print the `sha256 = "…"` line for the config.
@@ -52,27 +73,37 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
         Command::Check { offline } => check(&cli.config, offline),
+        Command::Explain {
+            method,
+            ip,
+            peer,
+            headers,
+            json,
+            target,
+        } => explain_command(&cli.config, &method, ip, peer, &headers, json, target),
         Command::Demo => demo::main(),
         Command::HashKey => hash_key(),
     }
 }
 
 fn load_or_report(path: &std::path::Path) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|errors| {
-        for error in &errors.0 {
-            eprintln!("{error}");
-        }
-        ExitCode::from(1)
-    })
+    config::load(path).map_err(|errors| report(&errors))
+}
+
+fn report(errors: &config::ConfigErrors) -> ExitCode {
+    for error in &errors.0 {
+        eprintln!("{error}");
+    }
+    ExitCode::from(1)
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let config = match load_or_report(path) {
+    let config = match config::load_and_test(path).map_err(|errors| report(&errors)) {
         Ok(config) => config,
         Err(code) => return code,
     };
     logging::init(config.log.format);
-    match server::run(config) {
+    match server::run(path, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %error, "portcullis stopped");
@@ -99,6 +130,13 @@ fn check(path: &std::path::Path, offline: bool) -> ExitCode {
         }
         warnings.push(format!("{line} (warning: --offline)"));
     }
+    let failures = policy_tests::failures(&config);
+    if !failures.is_empty() {
+        for warning in &warnings {
+            eprintln!("{warning}");
+        }
+        return report(&config::ConfigErrors(failures));
+    }
     println!("{}", summary(path, &config));
     for warning in warnings {
         println!("{warning}");
@@ -113,6 +151,77 @@ fn fetch_jwks(url: &http::Uri) -> Result<(), String> {
         .build()
         .map_err(|error| error.to_string())?;
     runtime.block_on(fetch_once(url)).map(drop)
+}
+
+fn explain_command(
+    path: &std::path::Path,
+    method: &str,
+    ip: Option<std::net::IpAddr>,
+    peer: std::net::IpAddr,
+    headers: &[String],
+    json: bool,
+    target: String,
+) -> ExitCode {
+    let config = match load_or_report(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let question = match question(method, ip, peer, headers, target) {
+        Ok(question) => question,
+        Err(message) => {
+            eprintln!("portcullis explain: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let explained = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())
+        .and_then(|runtime| runtime.block_on(explain::explain(&config, &question)));
+    match explained {
+        Ok(explanation) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&explanation).expect("explanations serialize")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(explanation) => {
+            print!("{}", explain::render_text(&explanation));
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("portcullis explain: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn question(
+    method: &str,
+    ip: Option<std::net::IpAddr>,
+    peer: std::net::IpAddr,
+    headers: &[String],
+    target: String,
+) -> Result<explain::Question, String> {
+    let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| format!("`{method}` is not a method"))?;
+    let mut map = http::HeaderMap::new();
+    for header in headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("`{header}` is not a header; write it as 'Name: value'"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("bad header name in `{header}`"))?;
+        let value = http::HeaderValue::from_str(value.trim()).map_err(|_| format!("bad header value in `{header}`"))?;
+        map.append(name, value);
+    }
+    Ok(explain::Question {
+        method,
+        target,
+        ip,
+        peer,
+        headers: map,
+    })
 }
 
 /// The one-paragraph summary `check` prints for a valid config.
@@ -131,7 +240,7 @@ pub fn summary(path: &std::path::Path, config: &Config) -> String {
         .collect();
     let upstream = &config.server.upstream;
     format!(
-        "{} is valid: {} rule{} ({} CIDR{} in {} index ranges), default {}, mode {}; listening on {}; forwarding to {}://{}{}; {} file{} read.",
+        "{} is valid: {} rule{} ({} CIDR{} in {} index ranges), default {}, mode {}; {} test{} passed; listening on {}; forwarding to {}://{}{}; {} file{} read.",
         path.display(),
         rules.len(),
         plural(rules.len()),
@@ -146,6 +255,8 @@ pub fn summary(path: &std::path::Path, config: &Config) -> String {
             crate::rules::Mode::Enforce => "enforce",
             crate::rules::Mode::Audit => "audit",
         },
+        config.tests.len(),
+        plural(config.tests.len()),
         listeners.join(", "),
         upstream.scheme,
         upstream.authority,

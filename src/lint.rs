@@ -3,13 +3,15 @@
 
 use std::fmt;
 
-use crate::config::Config;
-use crate::rules::{Rule, SegmentPattern};
+use http::header::{AUTHORIZATION, COOKIE};
 
-/// One warning, tied to the rule it is about.
+use crate::config::Config;
+use crate::rules::{IpRangeSet, Rule, SegmentPattern, method_admits};
+
+/// One warning, tied to where it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
-    /// `FILE:LINE` of the rule.
+    /// `FILE:LINE` of the rule (or test, or file).
     pub origin: String,
     /// What looks wrong and what to write instead.
     pub message: String,
@@ -24,13 +26,174 @@ impl fmt::Display for Warning {
 /// Every warning for a config, in rule order.
 pub fn warnings(config: &Config) -> Vec<Warning> {
     let rules = config.policy.rules.rules();
+    let views: Vec<RuleView<'_>> = rules.iter().map(RuleView::new).collect();
     let mut warnings = Vec::new();
-    for rule in rules {
+    for (index, rule) in rules.iter().enumerate() {
+        warnings.extend(shadowed(index, &views));
+        warnings.extend(allows_protected_requests(index, &views));
         warnings.extend(bare_protected_patterns(rule, rules));
     }
     warnings.extend(weak_bcrypt_costs(config));
     warnings.extend(unscoped_jwt(config));
+    warnings.extend(literal_credentials_in_tests(config));
     warnings
+}
+
+/// A rule with its IP networks as a range set, so coverage checks are lookups.
+struct RuleView<'a> {
+    rule: &'a Rule,
+    ips: Option<IpRangeSet>,
+}
+
+impl<'a> RuleView<'a> {
+    fn new(rule: &'a Rule) -> Self {
+        RuleView {
+            rule,
+            ips: rule
+                .selectors
+                .ips
+                .as_ref()
+                .map(|nets| IpRangeSet::new(nets.iter().copied())),
+        }
+    }
+
+    /// Whether this rule matches every request `later` matches: each selector of this
+    /// rule admits everything the same selector of `later` admits. Sound: `true` is
+    /// never wrong, so a shadowing warning is never a false positive.
+    fn covers(&self, later: &RuleView<'_>) -> bool {
+        let (mine, theirs) = (&self.rule.selectors, &later.rule.selectors);
+        let ips = match (&self.ips, &theirs.ips) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(set), Some(nets)) => nets.iter().all(|net| set.contains_net(net)),
+        };
+        let methods = match (&mine.methods, &theirs.methods) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(wide), Some(narrow)) => narrow
+                .iter()
+                .all(|m| wide.iter().any(|listed| method_admits(listed, m))),
+        };
+        let hosts = match (&mine.hosts, &theirs.hosts) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(wide), Some(narrow)) => narrow.iter().all(|h| wide.iter().any(|w| h.is_covered_by(w))),
+        };
+        let paths = match (&mine.paths, &theirs.paths) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(wide), Some(narrow)) => narrow.iter().all(|p| wide.iter().any(|w| p.is_covered_by(w))),
+        };
+        ips && methods && hosts && paths
+    }
+
+    /// Whether some request could match both rules.
+    fn overlaps(&self, other: &RuleView<'_>) -> bool {
+        let (mine, theirs) = (&self.rule.selectors, &other.rule.selectors);
+        let ips = match (&self.ips, &theirs.ips) {
+            (Some(set), Some(nets)) => nets.iter().any(|net| set.overlaps_net(net)),
+            _ => true,
+        };
+        let methods = match (&mine.methods, &theirs.methods) {
+            (Some(a), Some(b)) => a
+                .iter()
+                .any(|x| b.iter().any(|y| method_admits(x, y) || method_admits(y, x))),
+            _ => true,
+        };
+        let hosts = match (&mine.hosts, &theirs.hosts) {
+            (Some(a), Some(b)) => a.iter().any(|x| b.iter().any(|y| x.overlaps(y))),
+            _ => true,
+        };
+        let paths = match (&mine.paths, &theirs.paths) {
+            (Some(a), Some(b)) => a.iter().any(|x| b.iter().any(|y| x.overlaps(y))),
+            _ => true,
+        };
+        ips && methods && hosts && paths
+    }
+
+    /// Whether the rule can match at all (an empty `ip_file` matches nothing).
+    fn can_match(&self) -> bool {
+        self.rule.selectors.ips.as_ref().is_none_or(|nets| !nets.is_empty())
+    }
+
+    /// Whether the rule exists to keep requests out: a deny rule or a gate.
+    fn protects(&self) -> bool {
+        self.rule.denies() || self.rule.gate.is_some()
+    }
+}
+
+/// A rule that one earlier rule always catches first can never decide. Earlier audit
+/// rules are skipped over, so they shadow nothing.
+fn shadowed(index: usize, views: &[RuleView<'_>]) -> Option<Warning> {
+    let later = &views[index];
+    if !later.can_match() {
+        return None;
+    }
+    let earlier = views[..index]
+        .iter()
+        .find(|earlier| !earlier.rule.audit && earlier.covers(later))?;
+    Some(Warning {
+        origin: later.rule.origin.clone(),
+        message: format!(
+            "rule `{}` can never decide: rule `{}` ({}) comes first and matches every request it matches",
+            later.rule.name, earlier.rule.name, earlier.rule.origin
+        ),
+    })
+}
+
+/// An allow rule that lets through part of what a later deny or role rule protects:
+/// the later rule never sees those requests.
+fn allows_protected_requests(index: usize, views: &[RuleView<'_>]) -> Vec<Warning> {
+    let allow = &views[index];
+    let rule = allow.rule;
+    if rule.denies() || rule.gate.is_some() || rule.audit || !allow.can_match() {
+        return Vec::new();
+    }
+    views[index + 1..]
+        .iter()
+        .filter(|later| later.protects() && later.can_match() && allow.overlaps(later) && !allow.covers(later))
+        .map(|later| Warning {
+            origin: rule.origin.clone(),
+            message: format!(
+                "allow rule `{}` comes before rule `{}` ({}) and lets through some of the requests it protects; move `{}` up or narrow `{}`",
+                rule.name, later.rule.name, later.rule.origin, later.rule.name, rule.name
+            ),
+        })
+        .collect()
+}
+
+/// A deny rule for `/admin` protects exactly `/admin`: `/admin/` and `/admin/users`
+/// stay reachable. Warn when no rule covers the subtree with `/admin/**`.
+fn bare_protected_patterns<'a>(rule: &'a Rule, rules: &'a [Rule]) -> impl Iterator<Item = Warning> + 'a {
+    let protects = rule.denies() || rule.gate.is_some();
+    rule.selectors
+        .paths
+        .iter()
+        .flatten()
+        .filter(move |_| protects)
+        .filter(|pattern| !pattern.has_wildcard() && !pattern.written().ends_with('/'))
+        .filter(|pattern| !subtree_covered(pattern.segments(), rules))
+        .map(move |pattern| Warning {
+            origin: rule.origin.clone(),
+            message: format!(
+                "rule `{}`: pattern `{}` matches only that exact path, not `{0}/` or anything below it; no rule has `{}/**` — add it if the subtree should be protected too",
+                rule.name,
+                pattern.written(),
+                pattern.written().trim_end_matches('/'),
+            ),
+        })
+}
+
+fn subtree_covered(segments: &[SegmentPattern], rules: &[Rule]) -> bool {
+    rules
+        .iter()
+        .flat_map(|rule| rule.selectors.paths.iter().flatten())
+        .any(|other| {
+            let other = other.segments();
+            other.len() == segments.len() + 1
+                && other.last() == Some(&SegmentPattern::AnySegments)
+                && other[..segments.len()] == *segments
+        })
 }
 
 /// Below cost 10, an offline guess at a stolen htpasswd file is cheap; `htpasswd -B`
@@ -80,71 +243,41 @@ fn unscoped_jwt(config: &Config) -> Vec<Warning> {
     }]
 }
 
-/// A deny rule for `/admin` protects exactly `/admin`: `/admin/` and `/admin/users`
-/// stay reachable. Warn when no rule covers the subtree with `/admin/**`.
-fn bare_protected_patterns<'a>(rule: &'a Rule, rules: &'a [Rule]) -> impl Iterator<Item = Warning> + 'a {
-    let protects = rule.denies();
-    rule.selectors
-        .paths
+/// Tests carry no secrets: a credential in a test's headers ends up in the config
+/// repository. State the identity instead.
+fn literal_credentials_in_tests(config: &Config) -> Vec<Warning> {
+    let api_key_header = &config.identity.api_key_header;
+    let jwt_cookie = config.identity.jwt.as_ref().and_then(|jwt| jwt.cookie.as_deref());
+    config
+        .tests
         .iter()
-        .flatten()
-        .filter(move |_| protects)
-        .filter(|pattern| !pattern.has_wildcard() && !pattern.written().ends_with('/'))
-        .filter(|pattern| !subtree_covered(pattern.segments(), rules))
-        .map(move |pattern| Warning {
-            origin: rule.origin.clone(),
-            message: format!(
-                "rule `{}`: pattern `{}` matches only that exact path, not `{0}/` or anything below it; no rule has `{}/**` — add it if the subtree should be protected too",
-                rule.name,
-                pattern.written(),
-                pattern.written().trim_end_matches('/'),
-            ),
+        .filter_map(|test| {
+            let header = if test.headers.contains_key(AUTHORIZATION) {
+                "authorization"
+            } else if test.headers.contains_key(api_key_header) {
+                api_key_header.as_str()
+            } else if let Some(cookie) = jwt_cookie
+                && test
+                    .headers
+                    .get_all(COOKIE)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok())
+                    .any(|value| value.split(';').any(|pair| pair.trim().starts_with(&format!("{cookie}="))))
+            {
+                "cookie"
+            } else {
+                return None;
+            };
+            Some(Warning {
+                origin: test.origin.to_string(),
+                message: format!(
+                    "test `{}` carries a literal credential in `{header}`; tests carry no secrets: state the caller with identity = {{ user = \"…\", roles = [\"…\"] }}",
+                    test.name
+                ),
+            })
         })
-}
-
-fn subtree_covered(segments: &[SegmentPattern], rules: &[Rule]) -> bool {
-    rules
-        .iter()
-        .flat_map(|rule| rule.selectors.paths.iter().flatten())
-        .any(|other| {
-            let other = other.segments();
-            other.len() == segments.len() + 1
-                && other.last() == Some(&SegmentPattern::AnySegments)
-                && other[..segments.len()] == *segments
-        })
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    use super::*;
-    use crate::config::load_text;
-
-    fn lint(rules: &str) -> Vec<String> {
-        let text = format!("[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"http://127.0.0.1:3000\"\n{rules}");
-        let config = load_text(&PathBuf::from("p.toml"), text).unwrap();
-        warnings(&config).iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn bare_admin_deny_pattern_is_warned_about() {
-        let warnings = lint("[[rule]]\nname = \"admin\"\npaths = [\"/admin\"]\naction = \"deny\"\n");
-        assert_eq!(warnings.len(), 1);
-        assert!(
-            warnings[0].starts_with("p.toml:4: warning: rule `admin`: pattern `/admin`"),
-            "{warnings:?}"
-        );
-    }
-
-    #[test]
-    fn bare_pattern_with_subtree_rule_is_fine() {
-        let rules = "[[rule]]\nname = \"a\"\npaths = [\"/admin\"]\naction = \"deny\"\n[[rule]]\nname = \"b\"\npaths = [\"/admin/**\"]\naction = \"deny\"\n";
-        assert!(lint(rules).is_empty());
-    }
-
-    #[test]
-    fn bare_allow_patterns_are_not_warned_about() {
-        assert!(lint("[[rule]]\nname = \"health\"\npaths = [\"/healthz\"]\naction = \"allow\"\n").is_empty());
-    }
-}
+mod tests;

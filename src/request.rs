@@ -184,6 +184,33 @@ fn normalize_target(parts: &Parts, options: &PathOptions) -> Result<NormalizedPa
     Ok(path::normalize(path, options)?)
 }
 
+/// A target as `explain` and `[[test]]` accept it: an absolute `http(s)` URL or a path.
+pub fn parse_target(target: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = target.parse().map_err(|_| format!("`{target}` is not a URL or path"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        (None, None) if target.starts_with('/') => Ok(uri),
+        _ => Err(format!("`{target}` must be an http(s) URL or a path starting with /")),
+    }
+}
+
+/// Builds the head of a request that never came over a socket (`explain`,
+/// `[[test]]`): the method and target as written, the given headers, and `Host`
+/// from an absolute URL or `localhost` when no header names one.
+pub fn synthetic(method: &Method, uri: &http::Uri, headers: &HeaderMap) -> Result<Parts, http::Error> {
+    let mut builder = http::Request::builder().method(method.clone()).uri(uri.clone());
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    if !headers.contains_key(HOST) {
+        builder = builder.header(
+            HOST,
+            uri.authority().map_or("localhost", |authority| authority.as_str()),
+        );
+    }
+    Ok(builder.body(())?.into_parts().0)
+}
+
 /// SPEC §3 step 3: the peer, unless it is a trusted proxy; then `X-Forwarded-For`
 /// walked from the right, skipping trusted hops. The first untrusted address is the
 /// client; an unparseable entry stops the walk at the last trusted hop; when every

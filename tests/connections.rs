@@ -94,6 +94,8 @@ async fn idle_http2_connection_is_closed_after_idle() {
     let stream = TcpStream::connect(proxy.address).await.unwrap();
     let (mut client, connection) = h2::client::handshake(stream).await.unwrap();
     let connection = tokio::spawn(connection);
+    // Arrive after the watchdog has started waiting for a first request.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let request = http::Request::get("http://a.test/x").body(()).unwrap();
     let (response, _) = client.send_request(request, true).unwrap();
     assert_eq!(response.await.unwrap().status(), 200);

@@ -412,3 +412,44 @@ async fn h2c_upgrade_requests_are_served_as_http11() {
     let received = upstream.last();
     assert!(received.header("upgrade").is_none() && received.header("http2-settings").is_none());
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_an_open_websocket_tunnel_within_the_grace() {
+    let upstream = websocket_upstream().await;
+    let proxy = Proxy::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{ALLOW_ALL}"
+    ))
+    .await;
+    let stream = TcpStream::connect(proxy.address).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(format!("ws://{}/chat", proxy.address), stream)
+        .await
+        .unwrap();
+    let shutdown = tokio::spawn(proxy.server.shutdown(Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!shutdown.is_finished(), "shutdown waits for the tunnel");
+    socket.send(Message::text("still open")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap().into_text().unwrap(), "still open");
+    socket.close(None).await.unwrap();
+    while socket.next().await.is_some() {}
+    drop(socket);
+    let cut = tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cut, 0);
+}
+
+#[tokio::test]
+async fn shutdown_cuts_a_tunnel_that_outlives_the_grace() {
+    let upstream = websocket_upstream().await;
+    let proxy = Proxy::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{ALLOW_ALL}"
+    ))
+    .await;
+    let stream = TcpStream::connect(proxy.address).await.unwrap();
+    let (_socket, _) = tokio_tungstenite::client_async(format!("ws://{}/chat", proxy.address), stream)
+        .await
+        .unwrap();
+    let cut = proxy.server.shutdown(Duration::from_millis(300)).await;
+    assert!(cut >= 1, "the tunnel was counted as cut");
+}

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 mod identity;
+mod policy_tests;
 
 use super::error::{ConfigError, ConfigErrors, SourceFile, error_at};
 use super::raw::{RawAction, RawConfig, RawEscapedSlashes, RawLogFormat, RawMode, RawRule, RawServer, RawTimeouts};
@@ -93,6 +94,8 @@ pub(super) fn compile(source: &SourceFile, base: &Path) -> Result<Config, Config
     let identity = identity::compile_identity(&mut compiler, raw.identity);
     let upstream_headers = identity::compile_upstream_headers(&mut compiler, &raw.upstream_headers);
     let rules = compile_rules(&mut compiler, raw.rules, &path_options, default_hide, &identity);
+    let rule_names: std::collections::HashSet<&str> = rules.iter().flatten().map(|rule| rule.name.as_str()).collect();
+    let tests = policy_tests::compile_tests(&mut compiler, raw.tests, &rule_names);
     let responses = compile_responses(&mut compiler, raw.responses);
     let log = LogSettings {
         format: match raw.log.format {
@@ -124,6 +127,7 @@ pub(super) fn compile(source: &SourceFile, base: &Path) -> Result<Config, Config
         },
         identity,
         upstream_headers,
+        tests,
         log,
         responses,
         files: compiler.files,

@@ -20,6 +20,7 @@ pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, Location, SourceFile};
 
 use crate::identity::{IdentityConfig, UpstreamHeaders};
+use crate::policy_tests::PolicyTest;
 use crate::respond::CustomBodies;
 use crate::rules::{IpRangeSet, Policy};
 
@@ -34,6 +35,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// `[upstream_headers]`.
     pub upstream_headers: UpstreamHeaders,
+    /// `[[test]]` cases, run by `check` and before every start and reload.
+    pub tests: Vec<PolicyTest>,
     /// `[log]`.
     pub log: LogSettings,
     /// `[responses]`: custom bodies, already read.
@@ -132,6 +135,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         message: format!("cannot read the config file: {error}"),
     })?;
     load_text(path, text)
+}
+
+/// Reads and validates the config at `path`, then runs its `[[test]]` cases: a config
+/// whose cases fail is refused like an invalid one (start, reload and `check`).
+pub fn load_and_test(path: &Path) -> Result<Config, ConfigErrors> {
+    let config = load(path)?;
+    let failures = crate::policy_tests::failures(&config);
+    if failures.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(failures))
+    }
 }
 
 /// Validates config text as if it had been read from `path`.

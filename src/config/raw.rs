@@ -25,6 +25,31 @@ pub struct RawConfig {
     pub upstream_headers: RawUpstreamHeaders,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Spanned<RawRule>>,
+    #[serde(default, rename = "test")]
+    pub tests: Vec<Spanned<RawTest>>,
+}
+
+/// One `[[test]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTest {
+    pub name: Spanned<String>,
+    pub request: Spanned<String>,
+    pub ip: Option<Spanned<String>>,
+    pub peer: Option<Spanned<String>>,
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    pub identity: Option<RawStatedIdentity>,
+    pub expect: Spanned<u16>,
+    pub rule: Option<Spanned<String>>,
+}
+
+/// `identity = { user = "alice", roles = ["admin"] }` in a `[[test]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatedIdentity {
+    pub user: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// `listen = "addr"` or `listen = ["addr", …]`. (An untagged enum cannot hold

@@ -13,6 +13,7 @@ mod htpasswd;
 mod jwks;
 mod jwt;
 mod lockout;
+mod resolve;
 mod state;
 mod verify;
 
@@ -25,6 +26,7 @@ pub use htpasswd::{Entry as HtpasswdEntry, Htpasswd, HtpasswdError, VerifiedCach
 pub use jwks::{KeySet, RemoteJwks, fetch_once, parse_jwks};
 pub use jwt::{JwtConfig, KeySource, dotted_path, is_hmac, parse_algorithm};
 pub use lockout::{Lockout, LockoutSettings, retry_after_seconds};
+pub use resolve::{Resolved, Resolver, Stop};
 pub use state::IdentityState;
 pub use verify::{Failure, Verifier};
 
@@ -39,6 +41,8 @@ pub enum Scheme {
     Jwt,
     /// Identity headers set by a trusted auth layer.
     TrustedHeaders,
+    /// Stated by a `[[test]]` case or `explain`, standing in for credentials.
+    Stated,
 }
 
 impl Scheme {
@@ -49,6 +53,7 @@ impl Scheme {
             Scheme::ApiKey => "api_key",
             Scheme::Jwt => "jwt",
             Scheme::TrustedHeaders => "trusted_headers",
+            Scheme::Stated => "stated",
         }
     }
 }

@@ -9,7 +9,6 @@
 
 mod body;
 mod forward;
-mod gate;
 mod headers;
 mod upgrade;
 mod upstream;
@@ -26,6 +25,7 @@ pub use headers::{remove_hop_by_hop, request_id};
 pub use upstream::{UpstreamClient, build_client, upstream_uri};
 
 use crate::config::Config;
+use crate::identity::{Resolver, Stop};
 use crate::metrics::RequestLabels;
 use crate::request;
 use crate::respond::{self, ResponseContext};
@@ -193,9 +193,17 @@ async fn handle(
         .policy
         .decide(&inspected.facts, &Caller::Unresolved, &mut NoTrace);
     let deciding_rule = first.rule;
-    let resolved = match gate::resolve(first, &inspected.facts, &parts.headers, generation, shared).await {
+    let resolver = Resolver {
+        policy: &config.policy,
+        verifier: shared.verifier(generation),
+        lockout: config.identity.lockout.as_ref(),
+    };
+    let resolved = resolver
+        .resolve(first, &inspected.facts, &parts.headers, &mut NoTrace)
+        .await;
+    let resolved = match resolved {
         Ok(resolved) => resolved,
-        Err(gate::Stop::Banned { retry_after, hidden }) => {
+        Err(Stop::Banned { retry_after, hidden }) => {
             record.rule = deciding_rule.map(|id| config.policy.rule_name(id).to_string());
             if hidden {
                 return Ok(responder.problem(StatusCode::NOT_FOUND, None));
@@ -206,7 +214,7 @@ async fn handle(
                 .insert(RETRY_AFTER, HeaderValue::from(retry_after));
             return Ok(response);
         }
-        Err(gate::Stop::Busy) => {
+        Err(Stop::Busy) => {
             tracing::warn!(request_id, "password verification queue is full");
             let mut response = responder.problem(StatusCode::SERVICE_UNAVAILABLE, None);
             response
@@ -215,6 +223,13 @@ async fn handle(
             return Ok(response);
         }
     };
+    if resolved.new_bans > 0 {
+        shared.metrics.lockout_bans.inc_by(u64::from(resolved.new_bans));
+        tracing::warn!(client_ip = %inspected.facts.client_ip, "lockout: too many failed credentials; banned");
+    }
+    if let Some((scheme, reason)) = resolved.refused {
+        tracing::debug!(request_id, scheme = scheme.as_str(), reason, "credential refused");
+    }
     let decision = resolved.decision;
     record.decision = decision.label();
     record.rule = decision

@@ -125,6 +125,20 @@ fn ranges_contain<T: Address>(ranges: &[(T, T)], address: T) -> bool {
     after > 0 && address <= ranges[after - 1].1
 }
 
+/// Whether `[start, end]` lies inside one merged range (merged ranges never touch, so
+/// one range is enough).
+fn range_within<T: Address>(ranges: &[(T, T)], start: T, end: T) -> bool {
+    let after = ranges.partition_point(|&(range_start, _)| range_start <= start);
+    after > 0 && end <= ranges[after - 1].1
+}
+
+/// Whether any range meets `[start, end]`: the last range starting at or before `end`
+/// must reach `start`.
+fn range_overlaps<T: Address>(ranges: &[(T, T)], start: T, end: T) -> bool {
+    let after = ranges.partition_point(|&(range_start, _)| range_start <= end);
+    after > 0 && ranges[after - 1].1 >= start
+}
+
 /// A set of networks for yes/no membership (`trusted_proxies`, trusted-header peers).
 #[derive(Debug, Clone, Default)]
 pub struct IpRangeSet {
@@ -147,6 +161,34 @@ impl IpRangeSet {
         match canonical_ip(ip) {
             IpAddr::V4(v4) => ranges_contain(&self.v4, u32::from(v4)),
             IpAddr::V6(v6) => ranges_contain(&self.v6, u128::from(v6)),
+        }
+    }
+
+    /// Whether every address of `net` is in the set (networks may span several entries).
+    pub fn contains_net(&self, net: &IpNet) -> bool {
+        match canonical_net(*net) {
+            IpNet::V4(net) => {
+                let (start, end) = v4_range(&net);
+                range_within(&self.v4, start, end)
+            }
+            IpNet::V6(net) => {
+                let (start, end) = v6_range(&net);
+                range_within(&self.v6, start, end)
+            }
+        }
+    }
+
+    /// Whether some address of `net` is in the set.
+    pub fn overlaps_net(&self, net: &IpNet) -> bool {
+        match canonical_net(*net) {
+            IpNet::V4(net) => {
+                let (start, end) = v4_range(&net);
+                range_overlaps(&self.v4, start, end)
+            }
+            IpNet::V6(net) => {
+                let (start, end) = v6_range(&net);
+                range_overlaps(&self.v6, start, end)
+            }
         }
     }
 
@@ -344,6 +386,15 @@ mod tests {
         assert!(set.contains(ip("::ffff:192.168.1.7")));
         assert!(set.contains(ip("2001:db8:ffff::1")));
         assert!(!set.contains(ip("2001:db9::1")));
+    }
+
+    #[test]
+    fn net_containment_spans_merged_networks() {
+        let set = IpRangeSet::new(nets(&["10.0.0.0/9", "10.128.0.0/9"]));
+        assert!(set.contains_net(&parse_cidr("10.0.0.0/8").unwrap()));
+        assert!(set.contains_net(&parse_cidr("10.200.0.0/16").unwrap()));
+        assert!(!set.contains_net(&parse_cidr("10.0.0.0/7").unwrap()));
+        assert!(!set.contains_net(&parse_cidr("2001:db8::/32").unwrap()));
     }
 
     #[test]

@@ -124,6 +124,8 @@ impl Decision {
 /// The per-selector candidate sets computed for one request, for `explain`.
 #[derive(Debug)]
 pub struct SelectorSets<'a> {
+    /// How many rules there are.
+    pub rule_count: usize,
     /// Rules whose `ip`/`ip_file` admit the client IP (or that have none).
     pub ip: &'a RuleBits,
     /// Rules whose `methods` admit the method.

@@ -56,6 +56,24 @@ impl HostPattern {
     }
 }
 
+impl HostPattern {
+    /// Whether every host this pattern matches, `wider` matches too.
+    pub fn is_covered_by(&self, wider: &HostPattern) -> bool {
+        match (self, wider) {
+            (HostPattern::Exact(name), _) => wider.matches(name),
+            (HostPattern::Subdomains(narrow), HostPattern::Subdomains(wide)) => {
+                narrow == wide || HostPattern::Subdomains(wide.clone()).matches(narrow)
+            }
+            (HostPattern::Subdomains(_), HostPattern::Exact(_)) => false,
+        }
+    }
+
+    /// Whether some host matches both patterns.
+    pub fn overlaps(&self, other: &HostPattern) -> bool {
+        self.is_covered_by(other) || other.is_covered_by(self)
+    }
+}
+
 fn validate_name(name: &str, written: &str) -> Result<(), String> {
     if name.contains(':') {
         return Err(format!(

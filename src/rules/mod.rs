@@ -234,6 +234,7 @@ impl RuleSet {
         let mut paths = RuleBits::empty(count);
         self.paths.candidates(&facts.path.key, &mut paths);
         tracer.selectors(&SelectorSets {
+            rule_count: count,
             ip,
             methods,
             hosts: &hosts,

@@ -31,6 +31,24 @@ impl Glob {
         }
     }
 
+    /// Whether this is a bare `*`.
+    pub fn is_star(&self) -> bool {
+        self.pieces.iter().all(|piece| piece.is_empty())
+    }
+
+    /// Whether the fixed prefixes and suffixes of two globs are compatible.
+    fn may_meet(&self, other: &Glob) -> bool {
+        let compatible_prefix = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
+        let compatible_suffix = |a: &str, b: &str| a.ends_with(b) || b.ends_with(a);
+        let (Some(a_first), Some(b_first)) = (self.pieces.first(), other.pieces.first()) else {
+            return true;
+        };
+        let (Some(a_last), Some(b_last)) = (self.pieces.last(), other.pieces.last()) else {
+            return true;
+        };
+        compatible_prefix(a_first, b_first) && compatible_suffix(a_last, b_last)
+    }
+
     /// Whether the segment matches: the first piece is a prefix, the last a suffix, and
     /// the ones between appear in order without overlapping. `*` matches any text,
     /// including none.
@@ -124,6 +142,84 @@ impl PathPattern {
         }
         let segments: Vec<&str> = key_segments(key).collect();
         matches_from(&self.segments, &segments)
+    }
+}
+
+impl PathPattern {
+    /// Whether every path this pattern matches, `wider` matches too. Sound but not
+    /// complete: `true` is always right (the linter relies on that to report no false
+    /// shadowing), `false` may occasionally miss an inclusion.
+    pub fn is_covered_by(&self, wider: &PathPattern) -> bool {
+        covers(&wider.segments, &self.segments)
+    }
+
+    /// Whether some path matches both patterns.
+    pub fn overlaps(&self, other: &PathPattern) -> bool {
+        let mut memo = vec![None; (self.segments.len() + 1) * (other.segments.len() + 1)];
+        intersects(&self.segments, &other.segments, 0, 0, &mut memo)
+    }
+}
+
+/// Whether `wide` matches every path `narrow` matches (see `is_covered_by`).
+fn covers(wide: &[SegmentPattern], narrow: &[SegmentPattern]) -> bool {
+    match (wide.split_first(), narrow.split_first()) {
+        (None, _) => narrow.is_empty(),
+        (Some((SegmentPattern::AnySegments, rest)), _) => {
+            rest.is_empty()
+                || covers(rest, narrow)
+                || narrow
+                    .split_first()
+                    .is_some_and(|(_, narrow_rest)| covers(wide, narrow_rest))
+        }
+        (Some(_), None) => false,
+        (Some(_), Some((SegmentPattern::AnySegments, _))) => false,
+        (Some((wide_segment, wide_rest)), Some((narrow_segment, narrow_rest))) => {
+            segment_covers(wide_segment, narrow_segment) && covers(wide_rest, narrow_rest)
+        }
+    }
+}
+
+fn segment_covers(wide: &SegmentPattern, narrow: &SegmentPattern) -> bool {
+    match (wide, narrow) {
+        (SegmentPattern::Literal(a), SegmentPattern::Literal(b)) => a == b,
+        (SegmentPattern::Glob(glob), SegmentPattern::Literal(literal)) => glob.matches(literal),
+        (SegmentPattern::Glob(a), SegmentPattern::Glob(b)) => a == b || a.is_star(),
+        _ => false,
+    }
+}
+
+/// Whether `a[i..]` and `b[j..]` match a common path, by dynamic programming over the
+/// two patterns' positions (`**` may consume any number of the other's segments).
+fn intersects(a: &[SegmentPattern], b: &[SegmentPattern], i: usize, j: usize, memo: &mut [Option<bool>]) -> bool {
+    let index = i * (b.len() + 1) + j;
+    if let Some(known) = memo[index] {
+        return known;
+    }
+    let result = match (a.get(i), b.get(j)) {
+        (None, None) => true,
+        (Some(SegmentPattern::AnySegments), _) => {
+            intersects(a, b, i + 1, j, memo) || (j < b.len() && intersects(a, b, i, j + 1, memo))
+        }
+        (_, Some(SegmentPattern::AnySegments)) => {
+            intersects(a, b, i, j + 1, memo) || (i < a.len() && intersects(a, b, i + 1, j, memo))
+        }
+        (None, Some(_)) | (Some(_), None) => false,
+        (Some(x), Some(y)) => segments_may_meet(x, y) && intersects(a, b, i + 1, j + 1, memo),
+    };
+    memo[index] = Some(result);
+    result
+}
+
+/// Whether two one-segment patterns may match the same text. Exact for literals; for
+/// two globs it checks that their fixed prefixes and suffixes agree, which is what
+/// decides it for the globs people write (`*.pdf`, `v*`, `*`).
+fn segments_may_meet(a: &SegmentPattern, b: &SegmentPattern) -> bool {
+    match (a, b) {
+        (SegmentPattern::Literal(x), SegmentPattern::Literal(y)) => x == y,
+        (SegmentPattern::Glob(glob), SegmentPattern::Literal(text))
+        | (SegmentPattern::Literal(text), SegmentPattern::Glob(glob)) => glob.matches(text),
+        (SegmentPattern::Glob(x), SegmentPattern::Glob(y)) => x.may_meet(y),
+        _ => true,
     }
 }
 
@@ -247,6 +343,38 @@ mod tests {
             let error = PathPattern::parse(bad, &options).unwrap_err();
             assert!(error.contains(reason), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn coverage_is_by_whole_segments() {
+        let covered = |narrow: &str, wide: &str| pattern(narrow).is_covered_by(&pattern(wide));
+        assert!(covered("/admin/users", "/admin/**"));
+        assert!(covered("/admin", "/admin/**"));
+        assert!(covered("/admin/**", "/admin/**"));
+        assert!(covered("/admin/x/**", "/admin/**"));
+        assert!(covered("/anything/at/all", "/**"));
+        assert!(covered("/files/a.pdf", "/files/*.pdf"));
+        assert!(covered("/api/v1/items", "/api/*/items"));
+        assert!(covered("/a/b/secret", "/**/secret"));
+        assert!(!covered("/admin/**", "/admin"));
+        assert!(!covered("/administrator", "/admin/**"));
+        assert!(!covered("/admin/**", "/admin/*"));
+        assert!(!covered("/files/*.pdf", "/files/a.pdf"));
+        assert!(!covered("/api/**", "/api/*/items"));
+    }
+
+    #[test]
+    fn overlap_is_some_common_path() {
+        let overlap = |a: &str, b: &str| pattern(a).overlaps(&pattern(b));
+        assert!(overlap("/admin/**", "/admin/users"));
+        assert!(overlap("/**", "/x"));
+        assert!(overlap("/api/*/items", "/api/v1/**"));
+        assert!(overlap("/**/secret", "/admin/**"));
+        assert!(overlap("/files/*.pdf", "/files/report*"));
+        assert!(!overlap("/admin/**", "/public/**"));
+        assert!(!overlap("/admin", "/admin/"));
+        assert!(!overlap("/files/*.pdf", "/files/*.doc"));
+        assert!(!overlap("/api/*/items", "/api/v1/orders"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Counters shared by a connection's requests and its watchdog.
@@ -20,6 +21,8 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `opened` when the connection last became idle.
     idle_since_ms: AtomicU64,
+    /// Wakes the watchdog when a request starts or ends, so its deadline follows.
+    changed: Notify,
 }
 
 /// Why the watchdog fired.
@@ -39,6 +42,7 @@ impl Activity {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            changed: Notify::new(),
         })
     }
 
@@ -47,6 +51,7 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
         InFlight(Arc::clone(self))
     }
 
@@ -58,17 +63,27 @@ impl Activity {
                 if now >= self.opened + request_header {
                     return Expired::NoRequest;
                 }
-                self.opened + request_header
+                Some(self.opened + request_header)
             } else if self.in_flight.load(Ordering::Acquire) > 0 {
-                now + idle
+                None
             } else {
                 let idle_since = self.opened + Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
                 if now >= idle_since + idle {
                     return Expired::Idle;
                 }
-                idle_since + idle
+                Some(idle_since + idle)
             };
-            tokio::time::sleep_until(deadline).await;
+            // Sleep until the deadline, or until a request starts or ends and the
+            // deadline moves; with requests in flight there is no deadline at all.
+            match deadline {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(deadline) => {}
+                        () = self.changed.notified() => {}
+                    }
+                }
+                None => self.changed.notified().await,
+            }
         }
     }
 }
@@ -83,6 +98,7 @@ impl Drop for InFlight {
         let millis = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         activity.idle_since_ms.store(millis, Ordering::Relaxed);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        activity.changed.notify_one();
     }
 }
 
@@ -131,6 +147,23 @@ mod tests {
         let expired = activity.expired(Duration::from_secs(10), Duration::from_secs(60)).await;
         assert_eq!(expired, Expired::NoRequest);
         assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_arriving_late_moves_the_deadline_to_idle() {
+        let activity = Activity::new(Instant::now());
+        let watcher = Arc::clone(&activity);
+        let watchdog =
+            tokio::spawn(async move { watcher.expired(Duration::from_secs(10), Duration::from_secs(1)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(activity.begin());
+        let ended = Instant::now();
+        assert_eq!(watchdog.await.unwrap(), Expired::Idle);
+        assert!(
+            ended.elapsed() >= Duration::from_secs(1) && ended.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            ended.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

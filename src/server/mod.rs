@@ -7,10 +7,13 @@
 
 mod activity;
 mod connection;
+mod reload;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -18,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use connection::MAX_HEADER_COUNT;
+pub use reload::{ReloadError, ReloadOutcome};
 
 use crate::admin;
 use crate::config::Config;
@@ -54,6 +58,10 @@ pub struct Server {
     connections: TaskTracker,
     accept_loops: TaskTracker,
     admin: Option<tokio::task::JoinHandle<()>>,
+    slots: Arc<Semaphore>,
+    max_connections: AtomicUsize,
+    restart: reload::RestartSettings,
+    fingerprint: Mutex<Option<[u8; 32]>>,
 }
 
 impl Server {
@@ -68,6 +76,8 @@ impl Server {
             None => None,
         };
         let max_connections = config.server.max_connections;
+        let restart = reload::RestartSettings::of(&config);
+        let fingerprint = reload::fingerprint(&config.files);
         let shared = Shared::start(config).await.map_err(StartError::Identity)?;
         let addresses = listeners
             .iter()
@@ -100,6 +110,10 @@ impl Server {
             connections,
             accept_loops,
             admin,
+            slots,
+            max_connections: AtomicUsize::new(max_connections),
+            restart,
+            fingerprint: Mutex::new(fingerprint),
         })
     }
 
@@ -213,11 +227,12 @@ pub enum RunError {
     Io(#[from] io::Error),
 }
 
-/// Serves `config` until SIGTERM or SIGINT, then shuts down gracefully.
-pub fn run(config: Config) -> Result<(), RunError> {
+/// Serves `config` (loaded from `path`) until SIGTERM or SIGINT, reloading on SIGHUP
+/// and when a file it was built from changes; then shuts down gracefully.
+pub fn run(path: &Path, config: Config) -> Result<(), RunError> {
     let runtime = runtime(config.server.workers)?;
     runtime.block_on(async move {
-        let grace = config.server.shutdown_grace;
+        let files = config.files.clone();
         let server = Server::start(config).await?;
         for address in server.addresses() {
             tracing::info!(%address, "listening");
@@ -225,7 +240,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
         if let Some(address) = server.admin_address() {
             tracing::info!(%address, "admin listening");
         }
-        wait_for_stop_signal().await?;
+        serve_until_stopped(&server, path, &files).await?;
+        let grace = server.shared.current().config.server.shutdown_grace;
         tracing::info!(grace = ?grace, "shutting down: finishing in-flight requests");
         let cut = server.shutdown(grace).await;
         if cut > 0 {
@@ -251,13 +267,37 @@ pub fn runtime(workers: usize) -> io::Result<tokio::runtime::Runtime> {
     builder.build()
 }
 
-async fn wait_for_stop_signal() -> io::Result<()> {
+/// Reloads on SIGHUP and file changes until SIGTERM or SIGINT.
+async fn serve_until_stopped(server: &Server, path: &Path, files: &[std::path::PathBuf]) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut watcher = match reload::FileWatcher::new(files) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch config files; reload with SIGHUP");
+            None
+        }
+    };
+    loop {
+        let (trigger, force) = tokio::select! {
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+            _ = hangup.recv() => ("SIGHUP", true),
+            () = async {
+                match watcher.as_mut() {
+                    Some(watcher) => watcher.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => ("file change", false),
+        };
+        let outcome = server.reload(path, force).await;
+        reload::log_outcome(trigger, &outcome);
+        if matches!(outcome, Ok(ReloadOutcome::Applied { .. }))
+            && let Some(watcher) = watcher.as_mut()
+        {
+            watcher.watch(&server.shared.current().config.files);
+        }
     }
-    Ok(())
 }

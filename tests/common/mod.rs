@@ -250,11 +250,18 @@ pub async fn raw_exchange(address: SocketAddr, bytes: &[u8]) -> RawResponse {
 }
 
 pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
+    try_read_response(stream)
+        .await
+        .unwrap_or_else(|| panic!("no response before the connection closed"))
+}
+
+/// Like `read_response`, but `None` when the connection closes without a response.
+pub async fn try_read_response(stream: &mut TcpStream) -> Option<RawResponse> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
         if let Some(response) = parse_complete(&buffer) {
-            return response;
+            return Some(response);
         }
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
             .await
@@ -264,9 +271,7 @@ pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
         }
     }
-    parse_complete(&buffer)
-        .or_else(|| parse_head_only(&buffer))
-        .unwrap_or_else(|| panic!("no response in {:?}", String::from_utf8_lossy(&buffer)))
+    parse_complete(&buffer).or_else(|| parse_head_only(&buffer))
 }
 
 fn parse_head_only(buffer: &[u8]) -> Option<RawResponse> {

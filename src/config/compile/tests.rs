@@ -313,3 +313,63 @@ fn a_hundred_thousand_line_ip_file_loads() {
         100_000
     );
 }
+
+#[test]
+fn policy_tests_are_compiled_with_defaults() {
+    let text = format!(
+        "{MINIMAL}[[rule]]\nname = \"all\"\naction = \"allow\"\n[[test]]\nname = \"t\"\nrequest = \"GET /x\"\nexpect = 200\n"
+    );
+    let config = load_text(&PathBuf::from("p.toml"), text).unwrap();
+    let test = &config.tests[0];
+    assert_eq!(test.client_ip.to_string(), "192.0.2.1");
+    assert_eq!(test.peer, test.client_ip);
+    assert_eq!(test.origin.line, 7);
+}
+
+#[test]
+fn policy_test_mistakes_are_errors() {
+    let base = format!("{MINIMAL}[[rule]]\nname = \"all\"\naction = \"allow\"\n");
+    for (case, expected) in [
+        (
+            "request = \"GET\"\nexpect = 200",
+            "should be a method and a URL or path",
+        ),
+        (
+            "request = \"GET ftp://x/\"\nexpect = 200",
+            "must be an http(s) URL or a path",
+        ),
+        (
+            "request = \"GET /\"\nexpect = 302",
+            "expect 200 (forwarded), 400, 401, 403 or 404",
+        ),
+        (
+            "request = \"GET /\"\nexpect = 200\nrule = \"nope\"",
+            "there is no rule named `nope`",
+        ),
+        ("request = \"GET /\"\nexpect = 200\nip = \"x\"", "is not an IP address"),
+        (
+            "request = \"GET /\"\nexpect = 200\nsurprise = 1",
+            "unknown field `surprise`",
+        ),
+    ] {
+        let error = one_error(&format!("{base}[[test]]\nname = \"t\"\n{case}\n"));
+        assert!(error.contains(expected), "{case}: {error}");
+    }
+}
+
+#[test]
+fn failing_policy_tests_make_the_config_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{MINIMAL}[[rule]]\nname = \"all\"\naction = \"allow\"\n[[test]]\nname = \"closed\"\nrequest = \"GET /x\"\nexpect = 403\nrule = \"all\"\n"
+    );
+    let path = dir.path().join("p.toml");
+    fs::write(&path, text).unwrap();
+    assert!(load(&path).is_ok(), "loading alone does not run the cases");
+    let errors = super::super::load_and_test(&path).unwrap_err();
+    let error = errors.0[0].to_string();
+    assert!(
+        error.ends_with("p.toml:7:1: test \"closed\": expected 403 (rule \"all\"), got 200 (rule \"all\")"),
+        "{error}"
+    );
+}

@@ -1,0 +1,604 @@
+//! Operating the binary (SPEC §1, §8): reload by file edit, SIGHUP and ConfigMap-style
+//! symlink swap without a failed request; refused reloads; metrics; graceful shutdown;
+//! the access log; `explain`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Behaviour, Upstream};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary running a config file, with its stderr (the logs) in a file.
+struct Running {
+    child: Child,
+    proxy: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    log: PathBuf,
+}
+
+impl Running {
+    async fn start(dir: &Path, config: &Path) -> Running {
+        let log = dir.join("portcullis.log");
+        let child = Command::new(BIN)
+            .arg("-c")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let text = std::fs::read_to_string(config).unwrap();
+        let address = |key: &str| -> std::net::SocketAddr {
+            let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split('"').nth(1).unwrap().parse().unwrap()
+        };
+        let running = Running {
+            child,
+            proxy: address("listen"),
+            admin: address("admin_listen"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running.admin_get("/readyz").await.map(|(status, _)| status) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "the binary did not become ready:\n{}",
+                running.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        running
+    }
+
+    async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        tokio::net::TcpStream::connect(self.admin).await.ok()?;
+        let response = common::raw_exchange(
+            self.admin,
+            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        Some((response.status, response.body_text()))
+    }
+
+    async fn metrics(&self) -> String {
+        self.admin_get("/metrics").await.unwrap().1
+    }
+
+    async fn get(&self, path: &str) -> u16 {
+        common::raw_exchange(
+            self.proxy,
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .status
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    async fn wait_for(&self, what: &str, mut condition: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !condition().await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn config_text(upstream: &Upstream, proxy: u16, admin: u16, rules: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{proxy}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nupstream = \"{}\"\nshutdown_grace = \"5s\"\n[log]\nformat = \"json\"\n{rules}",
+        upstream.url()
+    )
+}
+
+const OPEN: &str = "[[rule]]\nname = \"open\"\naction = \"allow\"\n";
+const CLOSED: &str =
+    "[[rule]]\nname = \"closed\"\npaths = [\"/x\"]\naction = \"deny\"\n[[rule]]\nname = \"open\"\naction = \"allow\"\n";
+
+/// Keeps requesting `/x` over keep-alive connections until stopped, counting
+/// responses other than 200 and 403 (the two valid answers across a reload).
+fn request_stream(
+    proxy: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> (tokio::task::JoinHandle<()>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let failures = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let (failed, counted) = (Arc::clone(&failures), Arc::clone(&total));
+    let task = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            use tokio::io::AsyncWriteExt;
+            if stream.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").await.is_err() {
+                failed.fetch_add(1, Ordering::SeqCst);
+                stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+                continue;
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            match common::try_read_response(&mut stream).await {
+                Some(response) if response.status == 200 || response.status == 403 => {}
+                _ => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+                }
+            }
+        }
+    });
+    (task, failures, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_the_config_file_reloads_without_a_failed_request() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    assert_eq!(running.get("/x").await, 200);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (task, failures, total) = request_stream(running.proxy, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
+    running
+        .wait_for("the edit to apply", async || running.get("/x").await == 403)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    task.await.unwrap();
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "of {} requests",
+        total.load(Ordering::SeqCst)
+    );
+    assert!(total.load(Ordering::SeqCst) > 50);
+    assert!(
+        running
+            .metrics()
+            .await
+            .contains("portcullis_config_reloads_total{result=\"success\"} 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    running.signal("-HUP");
+    running
+        .wait_for("the SIGHUP reload", async || {
+            running.metrics().await.contains("result=\"success\"} 1")
+        })
+        .await;
+    assert_eq!(running.get("/x").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_is_refused_counted_and_the_old_one_serves() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    std::fs::write(
+        &path,
+        config_text(
+            &upstream,
+            proxy_port,
+            admin_port,
+            "[[rule]]\nname = \"typo\"\nacton = \"allow\"\n",
+        ),
+    )
+    .unwrap();
+    running
+        .wait_for("the failed reload", async || {
+            running.metrics().await.contains("result=\"failure\"} 1")
+        })
+        .await;
+    assert_eq!(running.get("/x").await, 403, "the old config still decides");
+    let logs = running.logs();
+    assert!(
+        logs.contains(&format!("{}:10:1: rule.acton: unknown field", path.display())),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_policy_test_blocks_the_reload() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    let guarded = "[[test]]\nname = \"x stays closed\"\nrequest = \"GET /x\"\nexpect = 403\n";
+    std::fs::write(
+        &path,
+        config_text(&upstream, proxy_port, admin_port, &format!("{CLOSED}{guarded}")),
+    )
+    .unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    std::fs::write(
+        &path,
+        config_text(&upstream, proxy_port, admin_port, &format!("{OPEN}{guarded}")),
+    )
+    .unwrap();
+    running
+        .wait_for("the refused reload", async || {
+            running.metrics().await.contains("result=\"failure\"} 1")
+        })
+        .await;
+    assert_eq!(running.get("/x").await, 403);
+    assert!(
+        running
+            .logs()
+            .contains("test \\\"x stays closed\\\": expected 403, got 200"),
+        "{}",
+        running.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_symlink_swap_reloads() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    // The layout kubelet makes: portcullis.toml -> ..data/portcullis.toml, ..data -> ..v1
+    let mount = dir.path().join("config");
+    std::fs::create_dir_all(mount.join("..v1")).unwrap();
+    std::fs::write(
+        mount.join("..v1/portcullis.toml"),
+        config_text(&upstream, proxy_port, admin_port, OPEN),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v1", mount.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/portcullis.toml", mount.join("portcullis.toml")).unwrap();
+    let running = Running::start(dir.path(), &mount.join("portcullis.toml")).await;
+    assert_eq!(running.get("/x").await, 200);
+
+    std::fs::create_dir_all(mount.join("..v2")).unwrap();
+    std::fs::write(
+        mount.join("..v2/portcullis.toml"),
+        config_text(&upstream, proxy_port, admin_port, CLOSED),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..v2", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join("..v1")).unwrap();
+    running
+        .wait_for("the swap to apply", async || running.get("/x").await == 403)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_ip_file_reloads() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(dir.path().join("block.txt"), "192.0.2.0/24\n").unwrap();
+    let rules = format!("[[rule]]\nname = \"blocklist\"\nip_file = \"block.txt\"\naction = \"deny\"\n{OPEN}");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, &rules)).unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    assert_eq!(running.get("/x").await, 200);
+    std::fs::write(dir.path().join("block.txt"), "192.0.2.0/24\n127.0.0.1\n").unwrap();
+    running
+        .wait_for("the blocklist edit", async || running.get("/x").await == 403)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_changes_are_reported_as_needing_a_restart() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    let moved = config_text(&upstream, proxy_port, admin_port, CLOSED).replace(
+        &format!("listen = \"127.0.0.1:{proxy_port}\""),
+        &format!("listen = [\"127.0.0.1:{proxy_port}\", \"127.0.0.1:{}\"]", free_port()),
+    );
+    std::fs::write(&path, moved).unwrap();
+    running
+        .wait_for("the reload", async || running.get("/x").await == 403)
+        .await;
+    assert!(
+        running.logs().contains("changed setting needs a restart"),
+        "{}",
+        running.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
+    let upstream = Upstream::start_with(Behaviour::Delay(Duration::from_millis(1500))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
+    let mut running = Running::start(dir.path(), &path).await;
+    let proxy = running.proxy;
+    let slow = tokio::spawn(async move {
+        common::raw_exchange(proxy, b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .status
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.signal("-TERM");
+    running
+        .wait_for("readyz to turn 503", async || {
+            running.admin_get("/readyz").await.map(|r| r.0) == Some(503)
+        })
+        .await;
+    assert!(
+        tokio::net::TcpStream::connect(running.proxy).await.is_err(),
+        "new connections are refused"
+    );
+    assert_eq!(slow.await.unwrap(), 200, "the in-flight request completed");
+    let status = tokio::time::timeout(Duration::from_secs(10), running.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(running.logs().contains("shutdown complete"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_grace_the_rest_is_cut_and_counted() {
+    let upstream = Upstream::start_with(Behaviour::Delay(Duration::from_secs(30))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    let text = config_text(&upstream, proxy_port, admin_port, OPEN)
+        .replace("shutdown_grace = \"5s\"", "shutdown_grace = \"500ms\"");
+    std::fs::write(&path, text).unwrap();
+    let mut running = Running::start(dir.path(), &path).await;
+    let proxy = running.proxy;
+    tokio::spawn(async move {
+        let _ = tokio::net::TcpStream::connect(proxy)
+            .await
+            .map(|mut stream| async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stream.write_all(b"GET /stuck HTTP/1.1\r\nHost: a\r\n\r\n").await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+    });
+    let mut stuck = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stuck, b"GET /stuck HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.signal("-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), running.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let logs = running.logs();
+    assert!(
+        logs.contains("shutdown grace ran out") && logs.contains("\"cut\":1"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_access_log_ties_a_response_to_its_request_id() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    let response = common::raw_exchange(
+        running.proxy,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: trace-77\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(response.header("x-request-id").as_deref(), Some("trace-77"));
+    running
+        .wait_for("the access log line", async || running.logs().contains("trace-77"))
+        .await;
+    let line = running
+        .logs()
+        .lines()
+        .find(|l| l.contains("trace-77"))
+        .unwrap()
+        .to_string();
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    for (field, expected) in [
+        ("request_id", serde_json::json!("trace-77")),
+        ("client_ip", serde_json::json!("127.0.0.1")),
+        ("peer", serde_json::json!("127.0.0.1")),
+        ("method", serde_json::json!("GET")),
+        ("path", serde_json::json!("/x")),
+        ("status", serde_json::json!(403)),
+        ("decision", serde_json::json!("deny")),
+        ("rule", serde_json::json!("closed")),
+        ("user", serde_json::json!("")),
+    ] {
+        assert_eq!(event[field], expected, "{field} in {line}");
+    }
+    assert!(event["duration_ms"].is_number());
+    assert_eq!(event["target"], "access");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_traffic() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (proxy_port, admin_port) = (free_port(), free_port());
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
+    let running = Running::start(dir.path(), &path).await;
+    for _ in 0..3 {
+        running.get("/x").await;
+    }
+    running.get("/y").await;
+    let metrics = running.metrics().await;
+    for expected in [
+        "portcullis_requests_total{decision=\"deny\",status=\"403\",rule=\"closed\"} 3",
+        "portcullis_requests_total{decision=\"allow\",status=\"200\",rule=\"open\"} 1",
+        "portcullis_request_duration_seconds_count 4",
+        "portcullis_active_connections",
+        "portcullis_lockout_bans_total 0",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}:\n{metrics}");
+    }
+    assert_eq!(running.admin_get("/healthz").await.unwrap().0, 200);
+}
+
+fn explain(args: &[&str]) -> (i32, String) {
+    let output = std::process::Command::new(BIN)
+        .args(["explain", "-c", "config/example.toml"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+    )
+}
+
+#[test]
+fn explain_shows_an_allowed_request_rule_by_rule() {
+    let (code, text) = explain(&["/assets/app.css"]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("path       /assets/app.css   (match key /assets/app.css)"),
+        "{text}"
+    );
+    assert!(text.contains("client ip  192.0.2.1   (peer; peer 192.0.2.1)"), "{text}");
+    assert!(
+        text.contains("1  blocklist            no match       client IP not in its ip/ip_file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("6  public-read          matched        decides"),
+        "{text}"
+    );
+    assert!(text.contains("7  api-writes           not reached"), "{text}");
+    assert!(
+        text.contains("decision   allow (forwarded): allowed by rule \"public-read\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_shows_a_denial_and_a_hidden_denial() {
+    let (_, denied) = explain(&["--method", "DELETE", "/assets/app.css"]);
+    assert!(
+        denied.contains("decision   deny (answered 403): denied by the default policy"),
+        "{denied}"
+    );
+    let (_, hidden) = explain(&["--ip", "192.0.2.77", "https://admin.example.com/admin/users"]);
+    assert!(
+        hidden.contains("4  admin-closed         matched        decides"),
+        "{hidden}"
+    );
+    assert!(
+        hidden.contains("decision   deny (answered 404): denied, hidden as 404 by rule \"admin-closed\""),
+        "{hidden}"
+    );
+}
+
+#[test]
+fn explain_verifies_credentials_from_headers_and_shows_401() {
+    let (_, anonymous) = explain(&["--ip", "10.20.1.5", "https://admin.example.com/admin/users"]);
+    assert!(
+        anonymous.contains("identity   anonymous (no credential presented)"),
+        "{anonymous}"
+    );
+    assert!(
+        anonymous.contains("(answered 401): no valid identity; challenge with 401 by rule \"admin\""),
+        "{anonymous}"
+    );
+    let wrong = "Authorization: Basic YWxpY2U6d3Jvbmc=";
+    let (_, refused) = explain(&[
+        "--ip",
+        "10.20.1.5",
+        "-H",
+        wrong,
+        "https://admin.example.com/admin/users",
+    ]);
+    assert!(
+        refused.contains("identity   refused basic credential: wrong user or password"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn explain_follows_x_forwarded_for_from_trusted_peers() {
+    let (_, text) = explain(&[
+        "--peer",
+        "10.0.0.9",
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        "/assets/app.css",
+    ]);
+    assert!(
+        text.contains("client ip  203.0.113.9   (x-forwarded-for; peer 10.0.0.9)"),
+        "{text}"
+    );
+    assert!(text.contains("denied by rule \"blocklist\""), "{text}");
+}
+
+#[test]
+fn explain_json_is_machine_readable() {
+    let (code, text) = explain(&["--json", "--method", "POST", "/api/orders"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["decision"]["status"], 401);
+    assert_eq!(json["decision"]["rule"], "api-writes");
+    assert_eq!(json["decision"]["forwarded"], false);
+    assert_eq!(json["identity"]["state"], "anonymous");
+    assert_eq!(json["rules"][6]["result"], "matched");
+    assert_eq!(json["match_key"], "/api/orders");
+}
+
+#[test]
+fn explain_shows_audit_skips() {
+    let (_, text) = explain(&["/api/v1/items"]);
+    assert!(text.contains("old-api-trial-block  audit: skipped"), "{text}");
+    assert!(
+        text.contains("audit rules that would have denied: old-api-trial-block"),
+        "{text}"
+    );
+}
