@@ -195,20 +195,44 @@ async fn editing_the_config_file_reloads_without_a_failed_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reloads() {
+async fn sighup_reloads_without_a_failed_request() {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (proxy_port, admin_port) = (free_port(), free_port());
     let path = dir.path().join("portcullis.toml");
     std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
     let running = Running::start(dir.path(), &path).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (task, failures, total) = request_stream(running.proxy, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGHUP right after the edit, before the file watcher's debounce ends.
+    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
     running.signal("-HUP");
     running
-        .wait_for("the SIGHUP reload", async || {
-            running.metrics().await.contains("result=\"success\"} 1")
-        })
+        .wait_for("the SIGHUP reload", async || running.get("/x").await == 403)
         .await;
-    assert_eq!(running.get("/x").await, 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    task.await.unwrap();
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "of {} requests",
+        total.load(Ordering::SeqCst)
+    );
+    let logs = running.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("\"config reloaded\"") && l.contains("\"trigger\":\"SIGHUP\"")),
+        "{logs}"
+    );
+    assert!(
+        running
+            .metrics()
+            .await
+            .contains("portcullis_config_reloads_total{result=\"success\"} 1"),
+        "the watcher saw nothing new"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
