@@ -585,3 +585,125 @@ proptest! {
         }
     }
 }
+
+const ROLE_POOL: &[&str] = &["admin", "editor", "viewer"];
+
+fn arbitrary_gate() -> impl Strategy<Value = Option<Gate>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(Gate::Authenticated)),
+        1 => prop::sample::subsequence(ROLE_POOL, 1..=2)
+            .prop_map(|roles| Some(Gate::AnyRole(roles.iter().map(|r| r.to_string()).collect()))),
+    ]
+}
+
+fn arbitrary_gated_rule() -> impl Strategy<Value = Rule> {
+    (arbitrary_rule(), arbitrary_gate(), any::<bool>()).prop_map(|(mut rule, gate, hide)| {
+        if rule.action == Action::Allow {
+            rule.gate = gate;
+        }
+        rule.hide = hide;
+        rule
+    })
+}
+
+/// A caller state for the second engine pass.
+#[derive(Debug, Clone)]
+enum StatedCaller {
+    Anonymous,
+    Invalid,
+    Known(Vec<&'static str>),
+}
+
+fn arbitrary_caller() -> impl Strategy<Value = StatedCaller> {
+    prop_oneof![
+        Just(StatedCaller::Anonymous),
+        Just(StatedCaller::Invalid),
+        prop::sample::subsequence(ROLE_POOL, 0..=2).prop_map(StatedCaller::Known),
+    ]
+}
+
+/// Reference semantics of SPEC §3 and its outcome table, written out plainly.
+fn reference_outcome(policy: &Policy, facts: &RequestFacts, caller: &StatedCaller) -> (Option<usize>, Outcome) {
+    for (id, rule) in policy.rules.rules().iter().enumerate() {
+        if !rule.matches(facts) {
+            continue;
+        }
+        let outcome = match (rule.action, &rule.gate, caller) {
+            (Action::Deny, _, _) => Outcome::Deny { hidden: rule.hide },
+            (Action::Allow, None, _) => Outcome::Allow,
+            (Action::Allow, Some(_), StatedCaller::Anonymous) => Outcome::Unauthenticated {
+                hidden: rule.hide,
+                challenge: true,
+                invalid_token: false,
+            },
+            (Action::Allow, Some(_), StatedCaller::Invalid) => Outcome::Unauthenticated {
+                hidden: rule.hide,
+                challenge: true,
+                invalid_token: true,
+            },
+            (Action::Allow, Some(Gate::Authenticated), StatedCaller::Known(_)) => Outcome::Allow,
+            (Action::Allow, Some(Gate::AnyRole(needed)), StatedCaller::Known(held)) => {
+                if needed.iter().any(|role| held.contains(&role.as_str())) {
+                    Outcome::Allow
+                } else {
+                    Outcome::MissingRole { hidden: rule.hide }
+                }
+            }
+        };
+        if rule.audit && outcome != Outcome::Allow {
+            continue;
+        }
+        return (Some(id), outcome);
+    }
+    (None, Outcome::Deny { hidden: false })
+}
+
+proptest! {
+    #[test]
+    fn gated_decisions_agree_with_the_reference_semantics(
+        rules in prop::collection::vec(arbitrary_gated_rule(), 0..60),
+        requests in prop::collection::vec(arbitrary_request(), 1..10),
+        caller in arbitrary_caller(),
+    ) {
+        let p = policy(rules, Action::Deny);
+        let roles: Vec<String> = match &caller {
+            StatedCaller::Known(held) => held.iter().map(|r| r.to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let identity = Identity { user: "u".into(), roles, scheme: Scheme::Stated };
+        let engine_caller = match &caller {
+            StatedCaller::Anonymous => Caller::Anonymous,
+            StatedCaller::Invalid => Caller::Invalid(Scheme::Jwt),
+            StatedCaller::Known(_) => Caller::Known(&identity),
+        };
+        for request in &requests {
+            let decision = p.decide(request, &engine_caller, &mut NoTrace);
+            prop_assert_eq!((decision.rule, decision.outcome), reference_outcome(&p, request, &caller), "{:?}", request);
+            // The first pass never decides past a gate without asking for identity.
+            let first = p.decide(request, &Caller::Unresolved, &mut NoTrace);
+            if let Some(id) = first.rule && p.rules.rules()[id].gate.is_some() && first.outcome != Outcome::Allow {
+                prop_assert_eq!(first.outcome, Outcome::NeedIdentity);
+            }
+        }
+    }
+
+    /// `is_covered_by` is sound (the linter's shadowing warning relies on it) and
+    /// `overlaps` is complete (it never misses a common path).
+    #[test]
+    fn pattern_coverage_is_sound_and_overlap_complete(
+        a in prop::sample::select(PATH_POOL),
+        b in prop::sample::select(PATH_POOL),
+        path in prop::sample::select(REQUEST_PATHS),
+    ) {
+        let options = PathOptions::default();
+        let (a, b) = (PathPattern::parse(a, &options).unwrap(), PathPattern::parse(b, &options).unwrap());
+        let key = path::normalize(path, &options).unwrap().key;
+        if a.is_covered_by(&b) && a.matches(&key) {
+            prop_assert!(b.matches(&key), "{} covered by {} but {} matches only the first", a.written(), b.written(), path);
+        }
+        if a.matches(&key) && b.matches(&key) {
+            prop_assert!(a.overlaps(&b), "{} and {} both match {}", a.written(), b.written(), path);
+        }
+    }
+}

@@ -20,6 +20,8 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod oracle;
+
 use portcullis::config;
 use portcullis::server::Server;
 
