@@ -24,3 +24,4 @@ pub mod respond;
 pub mod rules;
 pub mod server;
 pub mod state;
+pub mod tls;

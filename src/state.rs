@@ -12,7 +12,8 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::identity::{IdentityState, KeySource, RemoteJwks, Verifier};
 use crate::metrics::Metrics;
-use crate::proxy::{UpstreamClient, build_client};
+use crate::proxy::{UpstreamClients, build_clients};
+use crate::tls::CertResolver;
 
 /// One loaded config with the resources built from it. Requests load the current
 /// generation once, at arrival, and keep it until they finish, so a reload never
@@ -21,8 +22,8 @@ use crate::proxy::{UpstreamClient, build_client};
 pub struct Generation {
     /// The validated config.
     pub config: Config,
-    /// The upstream connection pool for this config's upstream and timeouts.
-    pub client: UpstreamClient,
+    /// The upstream connection pools for this config's upstream and timeouts.
+    pub clients: UpstreamClients,
     /// The fetched key set when `identity.jwt.jwks_url` is used.
     pub remote_jwks: Option<Arc<RemoteJwks>>,
 }
@@ -35,10 +36,10 @@ impl Generation {
             Some(KeySource::Url { url, refresh }) => Some(identity.remote_jwks(url, *refresh).await?),
             _ => None,
         };
-        let client = build_client(&config.server);
+        let clients = build_clients(&config.server);
         Ok(Generation {
             config,
-            client,
+            clients,
             remote_jwks,
         })
     }
@@ -56,12 +57,19 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Upgraded (WebSocket) tunnels, which hyper's connection tracking cannot see.
     pub tunnels: TaskTracker,
+    /// The certificate TLS listeners serve; reloads swap it in place.
+    pub certificates: Option<Arc<CertResolver>>,
 }
 
 impl Shared {
     /// State serving `config`.
     pub async fn start(config: Config) -> Result<Arc<Self>, String> {
         let identity = IdentityState::default();
+        let certificates = config
+            .server
+            .tls
+            .as_ref()
+            .map(|tls| CertResolver::new(Arc::clone(&tls.certified_key)));
         let generation = Generation::build(config, &identity).await?;
         Ok(Arc::new(Shared {
             current: ArcSwap::from_pointee(generation),
@@ -69,6 +77,7 @@ impl Shared {
             identity,
             shutdown: CancellationToken::new(),
             tunnels: TaskTracker::new(),
+            certificates,
         }))
     }
 
@@ -78,7 +87,11 @@ impl Shared {
     }
 
     /// Makes `generation` the one new requests use; requests in flight keep theirs.
+    /// Its certificate (already checked against its key) serves new TLS handshakes.
     pub fn replace(&self, generation: Generation) {
+        if let (Some(resolver), Some(tls)) = (&self.certificates, &generation.config.server.tls) {
+            resolver.replace(Arc::clone(&tls.certified_key));
+        }
         self.current.store(Arc::new(generation));
     }
 

@@ -14,8 +14,13 @@ mod identity;
 mod policy_tests;
 
 use super::error::{ConfigError, ConfigErrors, SourceFile, error_at};
-use super::raw::{RawAction, RawConfig, RawEscapedSlashes, RawLogFormat, RawMode, RawRule, RawServer, RawTimeouts};
-use super::{Config, ListenerSettings, LogFormat, LogSettings, ServerSettings, Timeouts, Upstream, parse_duration};
+use super::raw::{
+    RawAction, RawConfig, RawEscapedSlashes, RawLogFormat, RawMode, RawRule, RawServer, RawTimeouts, RawTls,
+    RawUpstreamTls,
+};
+use super::{
+    Config, ListenerSettings, LogFormat, LogSettings, ServerSettings, Timeouts, TlsSettings, Upstream, parse_duration,
+};
 use crate::identity::IdentityConfig;
 use crate::path::{self, EscapedSlashes, PathOptions};
 use crate::respond::CustomBodies;
@@ -81,7 +86,12 @@ pub(super) fn compile(source: &SourceFile, base: &Path) -> Result<Config, Config
         files: vec![source.path().to_path_buf()],
     };
     let server_span = raw.server.span();
-    let server = compile_server(&mut compiler, raw.server.into_inner(), server_span);
+    let server = compile_server(
+        &mut compiler,
+        raw.server.into_inner(),
+        server_span,
+        raw.upstream_tls.as_ref(),
+    );
     let path_options = PathOptions {
         escaped_slashes: match raw.policy.escaped_slashes {
             Some(RawEscapedSlashes::Keep) => EscapedSlashes::Keep,
@@ -174,10 +184,15 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
-fn compile_server(c: &mut Compiler<'_>, raw: RawServer, span: std::ops::Range<usize>) -> Option<ServerSettings> {
+fn compile_server(
+    c: &mut Compiler<'_>,
+    raw: RawServer,
+    span: std::ops::Range<usize>,
+    upstream_tls: Option<&Spanned<RawUpstreamTls>>,
+) -> Option<ServerSettings> {
     let mut listeners = Vec::new();
     let mut seen = HashSet::new();
-    let mut addresses: Vec<(Spanned<String>, &str)> = raw
+    let mut addresses: Vec<(Spanned<String>, &str, bool)> = raw
         .listen
         .map(|listen| {
             let span = listen.span();
@@ -185,16 +200,16 @@ fn compile_server(c: &mut Compiler<'_>, raw: RawServer, span: std::ops::Range<us
                 .into_inner()
                 .into_vec()
                 .into_iter()
-                .map(move |address| (Spanned::new(span.clone(), address), "server.listen"))
+                .map(move |address| (Spanned::new(span.clone(), address), "server.listen", false))
                 .collect()
         })
         .unwrap_or_default();
-    addresses.extend(
-        raw.listeners
-            .into_iter()
-            .map(|listener| (listener.into_inner().address, "server.listener.address")),
-    );
-    for (address, key) in &addresses {
+    addresses.extend(raw.listeners.into_iter().map(|listener| {
+        let listener = listener.into_inner();
+        let tls = listener.tls.as_ref().is_some_and(|tls| *tls.get_ref());
+        (listener.address, "server.listener.address", tls)
+    }));
+    for (address, key, tls) in &addresses {
         let Some(parsed) = c.check(address, key, |text| parse_socket_address(text)) else {
             continue;
         };
@@ -202,8 +217,12 @@ fn compile_server(c: &mut Compiler<'_>, raw: RawServer, span: std::ops::Range<us
             c.error(address, key, format!("`{parsed}` is listed twice"));
             continue;
         }
-        listeners.push(ListenerSettings { address: parsed });
+        listeners.push(ListenerSettings {
+            address: parsed,
+            tls: *tls,
+        });
     }
+    let tls = compile_tls(c, raw.tls.as_ref(), &listeners, &span);
     if addresses.is_empty() {
         c.errors.push(c.source.error(
             span.clone(),
@@ -211,7 +230,9 @@ fn compile_server(c: &mut Compiler<'_>, raw: RawServer, span: std::ops::Range<us
             "no listener: set `listen = \"127.0.0.1:8080\"` or add a [[server.listener]] table",
         ));
     }
-    let upstream = c.check(&raw.upstream, "server.upstream", |text| parse_upstream(text));
+    let upstream = c
+        .check(&raw.upstream, "server.upstream", |text| parse_upstream(text))
+        .and_then(|upstream| with_upstream_tls(c, upstream, &raw.upstream, upstream_tls));
     let admin_listen = raw
         .admin_listen
         .as_ref()
@@ -265,7 +286,91 @@ fn compile_server(c: &mut Compiler<'_>, raw: RawServer, span: std::ops::Range<us
         max_request_header_bytes: max_request_header_bytes?,
         shutdown_grace: shutdown_grace?,
         timeouts: timeouts?,
+        tls: tls?,
     })
+}
+
+/// `[server.tls]`: required by `tls = true` listeners, pointless without one. The
+/// certificate and key are read and checked to belong together now, so a bad pair is a
+/// config error (at start, or a refused reload that keeps the old certificate).
+fn compile_tls(
+    c: &mut Compiler<'_>,
+    raw: Option<&Spanned<RawTls>>,
+    listeners: &[ListenerSettings],
+    server_span: &std::ops::Range<usize>,
+) -> Option<Option<TlsSettings>> {
+    let wants_tls = listeners.iter().any(|listener| listener.tls);
+    let Some(raw) = raw else {
+        if wants_tls {
+            c.errors.push(c.source.error(
+                server_span.clone(),
+                "server.tls",
+                "a listener has `tls = true` but there is no [server.tls] with cert_file and key_file",
+            ));
+            return None;
+        }
+        return Some(None);
+    };
+    if !wants_tls {
+        c.error(
+            raw,
+            "server.tls",
+            "no listener uses it; add a [[server.listener]] with `tls = true`",
+        );
+        return None;
+    }
+    let tls = raw.get_ref();
+    let cert = c.read_file(&tls.cert_file, "server.tls.cert_file");
+    let key = c.read_file(&tls.key_file, "server.tls.key_file");
+    let ((cert_file, cert), (key_file, key)) = (cert?, key?);
+    match crate::tls::certified_key(&cert, &key) {
+        Ok(certified_key) => Some(Some(TlsSettings {
+            cert_file,
+            key_file,
+            certified_key: std::sync::Arc::new(certified_key),
+        })),
+        Err(message) => {
+            c.error(&tls.cert_file, "server.tls", message);
+            None
+        }
+    }
+}
+
+/// `[upstream_tls]` goes with an `https` upstream: its CA file, or the system's roots.
+fn with_upstream_tls(
+    c: &mut Compiler<'_>,
+    mut upstream: Upstream,
+    spanned: &Spanned<String>,
+    raw: Option<&Spanned<RawUpstreamTls>>,
+) -> Option<Upstream> {
+    if upstream.scheme != Scheme::HTTPS {
+        if let Some(raw) = raw {
+            c.error(
+                raw,
+                "upstream_tls",
+                "the upstream is plain http://; [upstream_tls] only applies to https://",
+            );
+            return None;
+        }
+        return Some(upstream);
+    }
+    let ca = match raw.and_then(|raw| raw.get_ref().ca_file.as_ref()) {
+        Some(file) => Some((file, c.read_file(file, "upstream_tls.ca_file")?.1)),
+        None => None,
+    };
+    match crate::tls::upstream_roots(ca.as_ref().map(|(_, pem)| pem.as_slice())) {
+        Ok(roots) => {
+            upstream.tls_roots = Some(std::sync::Arc::new(roots));
+            Some(upstream)
+        }
+        Err(message) => {
+            match ca {
+                Some((file, _)) => c.error(file, "upstream_tls.ca_file", message),
+                None => c.error(spanned, "server.upstream", message),
+            }
+            None
+        }
+    }
 }
 
 fn duration_or(
@@ -316,12 +421,8 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
     })?;
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,
-        Some("https") => {
-            return Err(format!(
-                "`{text}`: https upstreams are not supported by this version; use http://"
-            ));
-        }
-        _ => return Err(format!("`{text}` must start with http://")),
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(format!("`{text}` must start with http:// or https://")),
     };
     let authority = uri
         .authority()
@@ -348,6 +449,7 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
         scheme,
         authority,
         base_path,
+        tls_roots: None,
     })
 }
 

@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// `[server.timeouts]`.
     pub timeouts: Timeouts,
+    /// `[server.tls]`: the certificate for `tls = true` listeners.
+    pub tls: Option<TlsSettings>,
 }
 
 /// One listening socket.
@@ -76,17 +78,32 @@ pub struct ServerSettings {
 pub struct ListenerSettings {
     /// Address to bind.
     pub address: SocketAddr,
+    /// Terminate TLS with `[server.tls]`.
+    pub tls: bool,
+}
+
+/// `[server.tls]`, loaded and checked.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The PEM certificate chain file.
+    pub cert_file: PathBuf,
+    /// The PEM private key file.
+    pub key_file: PathBuf,
+    /// The parsed chain and key, known to belong together.
+    pub certified_key: std::sync::Arc<rustls::sign::CertifiedKey>,
 }
 
 /// The upstream as a URL split into the parts forwarding needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Upstream {
-    /// `http` (https arrives with upstream TLS support).
+    /// `http` or `https`.
     pub scheme: Scheme,
     /// Host and port to connect to.
     pub authority: Authority,
     /// Path prefix put before every forwarded path, without trailing slash (`""` for none).
     pub base_path: String,
+    /// Trust anchors for an `https` upstream (`[upstream_tls] ca_file`, else the system's).
+    pub tls_roots: Option<std::sync::Arc<rustls::RootCertStore>>,
 }
 
 /// `[server.timeouts]`.

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub responses: BTreeMap<Spanned<String>, Spanned<String>>,
+    pub upstream_tls: Option<Spanned<RawUpstreamTls>>,
     pub identity: Option<RawIdentity>,
     #[serde(default)]
     pub upstream_headers: RawUpstreamHeaders,
@@ -89,6 +90,7 @@ pub struct RawServer {
     pub shutdown_grace: Option<Spanned<String>>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    pub tls: Option<Spanned<RawTls>>,
 }
 
 /// `[[server.listener]]`.
@@ -96,6 +98,22 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
     pub address: Spanned<String>,
+    pub tls: Option<Spanned<bool>>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Spanned<String>,
+    pub key_file: Spanned<String>,
+}
+
+/// `[upstream_tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// `[server.timeouts]`.

@@ -69,7 +69,12 @@ pub(super) async fn forward(
         headers::set_websocket_upgrade(&mut headers);
     }
 
-    let Ok(uri) = upstream_uri(&server.upstream, &inspected.facts.path.forwarded, parts.uri.query()) else {
+    let Ok(uri) = upstream_uri(
+        &server.upstream,
+        inspected.host_as_sent.as_deref(),
+        &inspected.facts.path.forwarded,
+        parts.uri.query(),
+    ) else {
         return Ok(responder.problem(StatusCode::BAD_REQUEST, Some("the request target cannot be forwarded")));
     };
     let mut upstream_request = Request::new(RequestBody::new(
@@ -82,11 +87,13 @@ pub(super) async fn forward(
     *upstream_request.version_mut() = Version::HTTP_11;
     *upstream_request.headers_mut() = headers;
 
-    let sent = tokio::time::timeout(
-        server.timeouts.upstream_response,
-        generation.client.request(upstream_request),
-    )
-    .await;
+    // WebSocket upgrades need HTTP/1.1 end to end; everything else may use HTTP/2.
+    let client = if client_upgrade.is_some() {
+        &generation.clients.upgrade
+    } else {
+        &generation.clients.main
+    };
+    let sent = tokio::time::timeout(server.timeouts.upstream_response, client.request(upstream_request)).await;
     let mut response = match sent {
         Err(_elapsed) => {
             shared.metrics.upstream_error("timeout");

@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 
 pub use body::{BodyError, RequestBody, ResponseBody};
 pub use headers::{remove_hop_by_hop, request_id};
-pub use upstream::{UpstreamClient, build_client, upstream_uri};
+pub use upstream::{UpstreamClient, UpstreamClients, build_clients, upstream_uri};
 
 use crate::config::Config;
 use crate::identity::{Resolver, Stop};

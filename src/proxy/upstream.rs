@@ -1,37 +1,114 @@
-//! The pooled upstream client and how upstream request URIs are built.
+//! The pooled upstream clients and how upstream request URIs are built.
 //!
-//! The URI is always made from the configured upstream, never from the client's
-//! authority: a client cannot steer where the proxy connects.
+//! Every connection goes to the configured upstream, whatever the request URI says:
+//! the connector ignores the URI it is handed. That lets the request URI carry the host
+//! the rules saw — it becomes `:authority` when the upstream speaks HTTP/2 — while a
+//! client can never steer where the proxy connects. TLS to the upstream verifies the
+//! configured upstream's name, not the client's host.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::Uri;
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tower_service::Service;
 
 use super::body::RequestBody;
 use crate::config::{ServerSettings, Upstream};
 
-/// The pooled HTTP client used for every forwarded request.
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds the client: keep-alive pool, `upstream_connect` as the connect timeout, no
+/// Dials the configured upstream for every request URI.
+#[derive(Clone, Debug)]
+pub struct UpstreamConnector {
+    inner: HttpsConnector<HttpConnector>,
+    target: Uri,
+}
+
+impl Service<Uri> for UpstreamConnector {
+    type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _requested: Uri) -> Self::Future {
+        Box::pin(self.inner.call(self.target.clone()))
+    }
+}
+
+/// The pooled HTTP client used for forwarded requests.
+pub type UpstreamClient = Client<UpstreamConnector, RequestBody>;
+
+/// One client for ordinary requests (HTTP/2 when an `https` upstream offers it by ALPN)
+/// and one that always speaks HTTP/1.1, for WebSocket upgrades.
+#[derive(Debug, Clone)]
+pub struct UpstreamClients {
+    /// For ordinary requests.
+    pub main: UpstreamClient,
+    /// For `Upgrade: websocket` requests.
+    pub upgrade: UpstreamClient,
+}
+
+/// Builds both clients: keep-alive pools, `upstream_connect` as the connect timeout, no
 /// automatic `Host` (the proxy sets the one the rules saw).
-pub fn build_client(server: &ServerSettings) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(server.timeouts.upstream_connect));
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
+pub fn build_clients(server: &ServerSettings) -> UpstreamClients {
+    UpstreamClients {
+        main: build_client(server, true),
+        upgrade: build_client(server, false),
+    }
+}
+
+/// A client whose TLS offers ALPN `h2` and `http/1.1` (`offer_h2`) or `http/1.1` alone.
+fn build_client(server: &ServerSettings, offer_h2: bool) -> UpstreamClient {
+    let upstream = &server.upstream;
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(server.timeouts.upstream_connect));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let roots = upstream
+        .tls_roots
+        .clone()
+        .unwrap_or_else(|| Arc::new(rustls::RootCertStore::empty()));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::upstream_client_config(roots))
+        .https_or_http();
+    let inner = if offer_h2 {
+        builder.enable_http1().enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
+    let target = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query("/")
+        .build()
+        .expect("a validated upstream is a valid URI");
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(server.timeouts.idle)
         .set_host(false)
-        .build(connector)
+        .build(UpstreamConnector { inner, target })
 }
 
-/// `scheme://authority` + base path + forwarded path + `?query` as received.
-pub fn upstream_uri(upstream: &Upstream, forwarded_path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+/// The upstream request URI: the upstream's scheme, the host the rules saw (else the
+/// upstream's authority), the base path, the forwarded path and the query as received.
+pub fn upstream_uri(
+    upstream: &Upstream,
+    host: Option<&str>,
+    forwarded_path: &str,
+    query: Option<&str>,
+) -> Result<Uri, http::Error> {
     let path = if forwarded_path == "*" {
         if upstream.base_path.is_empty() {
             "*".to_string()
@@ -46,9 +123,13 @@ pub fn upstream_uri(upstream: &Upstream, forwarded_path: &str, query: Option<&st
         None => path,
     };
     let path_and_query: PathAndQuery = path_and_query.parse()?;
+    let authority = match host.map(str::parse::<Authority>) {
+        Some(Ok(authority)) => authority,
+        _ => upstream.authority.clone(),
+    };
     Uri::builder()
         .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
+        .authority(authority)
         .path_and_query(path_and_query)
         .build()
 }
@@ -63,24 +144,34 @@ mod tests {
             scheme: Scheme::HTTP,
             authority: "127.0.0.1:3000".parse().unwrap(),
             base_path: base.to_string(),
+            tls_roots: None,
         }
     }
 
     #[test]
-    fn uri_is_built_from_the_configured_upstream() {
-        let uri = upstream_uri(&upstream(""), "/a/b", Some("x=1&y=%2F")).unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:3000/a/b?x=1&y=%2F");
+    fn uri_carries_the_rules_host_and_the_forwarded_path() {
+        let uri = upstream_uri(&upstream(""), Some("app.example:8080"), "/a/b", Some("x=1&y=%2F")).unwrap();
+        assert_eq!(uri.to_string(), "http://app.example:8080/a/b?x=1&y=%2F");
+    }
+
+    #[test]
+    fn without_a_host_the_upstream_authority_is_used() {
+        let uri = upstream_uri(&upstream(""), None, "/a", None).unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:3000/a");
     }
 
     #[test]
     fn base_path_is_prefixed() {
-        let uri = upstream_uri(&upstream("/base"), "/a", None).unwrap();
+        let uri = upstream_uri(&upstream("/base"), None, "/a", None).unwrap();
         assert_eq!(uri.to_string(), "http://127.0.0.1:3000/base/a");
     }
 
     #[test]
     fn asterisk_goes_to_the_base_path_or_stays_asterisk() {
-        assert_eq!(upstream_uri(&upstream(""), "*", None).unwrap().path(), "*");
-        assert_eq!(upstream_uri(&upstream("/base"), "*", None).unwrap().path(), "/base/");
+        assert_eq!(upstream_uri(&upstream(""), None, "*", None).unwrap().path(), "*");
+        assert_eq!(
+            upstream_uri(&upstream("/base"), None, "*", None).unwrap().path(),
+            "/base/"
+        );
     }
 }

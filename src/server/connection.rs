@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use super::activity::{Activity, Expired, Tracked};
 use crate::config::ServerSettings;
@@ -32,7 +33,13 @@ pub const MAX_HEADER_COUNT: usize = 100;
 
 /// Serves one accepted TCP connection until it closes, the watchdog fires, or
 /// shutdown has let its requests finish.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
+pub async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) {
     let opened = Instant::now();
     let _permit = permit;
     shared.metrics.active_connections.inc();
@@ -43,8 +50,21 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<S
         tracing::debug!(%peer, %error, "could not disable Nagle's algorithm");
     }
     let server = shared.current().config.server.clone();
-    let info = ConnectionInfo { peer, tls: false };
-    serve_http(TokioIo::new(stream), info, &server, &shared, opened).await;
+    let Some(acceptor) = tls else {
+        let info = ConnectionInfo { peer, tls: false };
+        serve_http(TokioIo::new(stream), info, &server, &shared, opened).await;
+        return;
+    };
+    // The handshake counts against request_header, like everything before hyper.
+    let handshake = tokio::time::timeout_at(opened + server.timeouts.request_header, acceptor.accept(stream)).await;
+    match handshake {
+        Ok(Ok(stream)) => {
+            let info = ConnectionInfo { peer, tls: true };
+            serve_http(TokioIo::new(stream), info, &server, &shared, opened).await;
+        }
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "no TLS handshake within request_header; closing"),
+    }
 }
 
 /// Runs hyper's auto (HTTP/1.1 + h2c) connection over any transport.

@@ -71,6 +71,7 @@ impl Server {
         for listener in &config.server.listeners {
             listeners.push(bind(listener.address).await?);
         }
+        let listener_tls: Vec<bool> = config.server.listeners.iter().map(|listener| listener.tls).collect();
         let admin_listener = match config.server.admin_listen {
             Some(address) => Some(bind(address).await?),
             None => None,
@@ -90,9 +91,15 @@ impl Server {
         let accept_loops = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(max_connections));
         let waiting = Arc::new(Semaphore::new(MAX_WAITING));
-        for listener in listeners {
+        let acceptor = shared
+            .certificates
+            .as_ref()
+            .map(|resolver| tokio_rustls::TlsAcceptor::from(crate::tls::server_config(Arc::clone(resolver))));
+        for (listener, tls) in listeners.into_iter().zip(listener_tls) {
+            let handshake = if tls { acceptor.clone() } else { None };
             accept_loops.spawn(accept_loop(
                 listener,
+                handshake,
                 Arc::clone(&shared),
                 connections.clone(),
                 Arc::clone(&slots),
@@ -165,6 +172,7 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
 /// `PERMIT_WAIT` for a slot and is then closed; open connections are never touched.
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     connections: TaskTracker,
     slots: Arc<Semaphore>,
@@ -186,9 +194,15 @@ async fn accept_loop(
         };
         match Arc::clone(&slots).try_acquire_owned() {
             Ok(permit) => {
-                connections.spawn(connection::serve_connection(stream, peer, Arc::clone(&shared), permit));
+                connections.spawn(connection::serve_connection(
+                    stream,
+                    peer,
+                    tls.clone(),
+                    Arc::clone(&shared),
+                    permit,
+                ));
             }
-            Err(_) => wait_for_slot(stream, peer, &shared, &connections, &slots, &waiting),
+            Err(_) => wait_for_slot(stream, peer, tls.clone(), &shared, &connections, &slots, &waiting),
         }
     }
 }
@@ -196,6 +210,7 @@ async fn accept_loop(
 fn wait_for_slot(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: &Arc<Shared>,
     connections: &TaskTracker,
     slots: &Arc<Semaphore>,
@@ -210,7 +225,7 @@ fn wait_for_slot(
     connections.spawn(async move {
         let _waiter = waiter;
         match tokio::time::timeout(PERMIT_WAIT, slots.acquire_owned()).await {
-            Ok(Ok(permit)) => connection::serve_connection(stream, peer, shared, permit).await,
+            Ok(Ok(permit)) => connection::serve_connection(stream, peer, tls, shared, permit).await,
             _ => tracing::warn!(%peer, "max_connections reached; closing a new connection"),
         }
     });

@@ -60,7 +60,18 @@ pub(super) struct RestartSettings {
 impl RestartSettings {
     pub(super) fn of(config: &Config) -> Self {
         RestartSettings {
-            listeners: config.server.listeners.iter().map(|l| l.address.to_string()).collect(),
+            listeners: config
+                .server
+                .listeners
+                .iter()
+                .map(|l| {
+                    if l.tls {
+                        format!("{} (tls)", l.address)
+                    } else {
+                        l.address.to_string()
+                    }
+                })
+                .collect(),
             workers: config.server.workers,
             admin_listen: config.server.admin_listen,
             log_format: config.log.format,

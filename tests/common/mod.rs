@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub mod oracle;
+pub mod tls;
 
 use portcullis::config;
 use portcullis::server::Server;
@@ -30,10 +31,14 @@ use portcullis::server::Server;
 pub struct Received {
     pub method: String,
     pub target: String,
+    /// `:authority` (HTTP/2) or an absolute-form authority.
+    pub authority: Option<String>,
     pub headers: HeaderMap,
     pub body_len: usize,
     /// Whether the body ended cleanly (false when the proxy aborted it).
     pub complete: bool,
+    /// The HTTP version the request arrived with.
+    pub version: http::Version,
 }
 
 impl Received {
@@ -64,6 +69,7 @@ pub struct Upstream {
     received: Arc<Mutex<Vec<Received>>>,
     /// Body bytes received so far, across requests, as they arrive.
     pub body_bytes: Arc<std::sync::atomic::AtomicUsize>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -72,28 +78,53 @@ impl Upstream {
     }
 
     pub async fn start_with(behaviour: Behaviour) -> Upstream {
+        Upstream::start_serving(behaviour, None).await
+    }
+
+    /// An upstream behind TLS (ALPN `h2` and `http/1.1`), counting TLS connections.
+    pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> Upstream {
+        Upstream::start_serving(Behaviour::Ok, Some(acceptor)).await
+    }
+
+    async fn start_serving(behaviour: Behaviour, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let body_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let log = Arc::clone(&received);
         let counter = Arc::clone(&body_bytes);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let log = Arc::clone(&log);
                 let counter = Arc::clone(&counter);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let log = Arc::clone(&log);
                         let counter = Arc::clone(&counter);
                         async move { Ok::<_, Infallible>(record(request, &log, &counter, behaviour).await) }
                     });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -101,7 +132,13 @@ impl Upstream {
             address,
             received,
             body_bytes,
+            connections,
         }
+    }
+
+    /// TCP connections the upstream has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -147,10 +184,15 @@ async fn record(
     }
     log.lock().unwrap().push(Received {
         method: parts.method.to_string(),
-        target: parts.uri.to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.to_string(), ToString::to_string),
+        authority: parts.uri.authority().map(ToString::to_string),
         headers: parts.headers,
         body_len,
         complete,
+        version: parts.version,
     });
     if let Behaviour::Delay(delay) = behaviour {
         tokio::time::sleep(delay).await;
@@ -251,14 +293,14 @@ pub async fn raw_exchange(address: SocketAddr, bytes: &[u8]) -> RawResponse {
     read_response(&mut stream).await
 }
 
-pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
+pub async fn read_response(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> RawResponse {
     try_read_response(stream)
         .await
         .unwrap_or_else(|| panic!("no response before the connection closed"))
 }
 
 /// Like `read_response`, but `None` when the connection closes without a response.
-pub async fn try_read_response(stream: &mut TcpStream) -> Option<RawResponse> {
+pub async fn try_read_response(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<RawResponse> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
@@ -337,7 +379,11 @@ pub struct H2Client {
 
 impl H2Client {
     pub async fn connect(address: SocketAddr) -> H2Client {
-        let stream = TcpStream::connect(address).await.unwrap();
+        H2Client::over(TcpStream::connect(address).await.unwrap()).await
+    }
+
+    /// HTTP/2 over an established stream (TLS with ALPN `h2`, say).
+    pub async fn over(stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static) -> H2Client {
         let (send, connection) = h2::client::handshake(stream).await.unwrap();
         tokio::spawn(async move {
             let _ = connection.await;

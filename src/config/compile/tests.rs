@@ -221,13 +221,7 @@ fn missing_upstream_is_an_error() {
 
 #[test]
 fn bad_upstreams_are_errors() {
-    for upstream in [
-        "ftp://a",
-        "http://a:1/x?y=1",
-        "127.0.0.1:3000",
-        "http://u:p@a:1",
-        "https://a",
-    ] {
+    for upstream in ["ftp://a", "http://a:1/x?y=1", "127.0.0.1:3000", "http://u:p@a:1"] {
         let text = format!("[server]\nlisten = \"127.0.0.1:8080\"\nupstream = \"{upstream}\"\n");
         let error = one_error(&text);
         assert!(
@@ -372,4 +366,70 @@ fn failing_policy_tests_make_the_config_invalid() {
         error.ends_with("p.toml:7:1: test \"closed\": expected 403 (rule \"all\"), got 200 (rule \"all\")"),
         "{error}"
     );
+}
+
+const TLS_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+
+fn tls_config(listener: &str, tls: &str) -> String {
+    format!("[server]\nupstream = \"http://127.0.0.1:3000\"\n{listener}{tls}")
+}
+
+#[test]
+fn tls_listeners_load_the_certificate() {
+    let text = tls_config(
+        "[[server.listener]]\naddress = \"127.0.0.1:8443\"\ntls = true\n",
+        &format!(
+            "[server.tls]\ncert_file = \"{TLS_FIXTURES}/server-ec-chain.pem\"\nkey_file = \"{TLS_FIXTURES}/server-ec-key.pem\"\n"
+        ),
+    );
+    let config = load_text(&PathBuf::from("p.toml"), text).unwrap();
+    assert!(config.server.listeners[0].tls);
+    assert!(config.server.tls.is_some());
+}
+
+#[test]
+fn a_tls_listener_without_a_certificate_is_an_error() {
+    let error = one_error(&tls_config(
+        "[[server.listener]]\naddress = \"127.0.0.1:8443\"\ntls = true\n",
+        "",
+    ));
+    assert!(error.contains("there is no [server.tls]"), "{error}");
+}
+
+#[test]
+fn a_certificate_without_a_tls_listener_is_an_error() {
+    let text = tls_config(
+        "listen = \"127.0.0.1:8080\"\n",
+        &format!(
+            "[server.tls]\ncert_file = \"{TLS_FIXTURES}/server-ec-chain.pem\"\nkey_file = \"{TLS_FIXTURES}/server-ec-key.pem\"\n"
+        ),
+    );
+    assert!(one_error(&text).contains("no listener uses it"));
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_an_error_at_the_certificate() {
+    let text = tls_config(
+        "[[server.listener]]\naddress = \"127.0.0.1:8443\"\ntls = true\n",
+        &format!(
+            "[server.tls]\ncert_file = \"{TLS_FIXTURES}/server-ec-chain.pem\"\nkey_file = \"{TLS_FIXTURES}/server-rsa-key.pem\"\n"
+        ),
+    );
+    let error = one_error(&text);
+    assert!(
+        error.starts_with("portcullis.toml:7:13: server.tls: the private key does not belong"),
+        "{error}"
+    );
+}
+
+#[test]
+fn upstream_tls_needs_an_https_upstream_and_a_usable_ca() {
+    let plain = format!("{MINIMAL}[upstream_tls]\nca_file = \"{TLS_FIXTURES}/ca.pem\"\n");
+    assert!(one_error(&plain).contains("only applies to https://"));
+    let https = MINIMAL.replace("http://127.0.0.1:3000", "https://localhost:3443");
+    let good = format!("{https}[upstream_tls]\nca_file = \"{TLS_FIXTURES}/ca.pem\"\n");
+    let config = load_text(&PathBuf::from("p.toml"), good).unwrap();
+    assert_eq!(config.server.upstream.tls_roots.unwrap().len(), 1);
+    let bad = format!("{https}[upstream_tls]\nca_file = \"{TLS_FIXTURES}/make.sh\"\n");
+    assert!(one_error(&bad).contains("upstream_tls.ca_file"));
 }
