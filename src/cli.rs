@@ -236,7 +236,13 @@ pub fn summary(path: &std::path::Path, config: &Config) -> String {
         .server
         .listeners
         .iter()
-        .map(|listener| listener.address.to_string())
+        .map(|listener| {
+            if listener.tls {
+                format!("{} (tls)", listener.address)
+            } else {
+                listener.address.to_string()
+            }
+        })
         .collect();
     let upstream = &config.server.upstream;
     format!(

@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod attacks;
 pub mod oracle;
 pub mod tls;
 
