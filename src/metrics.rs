@@ -33,6 +33,45 @@ pub struct ReloadLabels {
     pub result: &'static str,
 }
 
+/// The `portcullis_requests_total` counters one config generation has used, by
+/// (decision, status, rule id), so counting a request is a read lock and an atomic
+/// increment rather than hashing and allocating label strings. The counters are the
+/// registry's own (shared by clone), so nothing is lost when a generation ends.
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    counters: std::sync::RwLock<rustc_hash::FxHashMap<CounterKey, Counter>>,
+}
+
+/// (decision, status, rule id).
+type CounterKey = (&'static str, u16, Option<usize>);
+
+impl RequestCounters {
+    /// Counts one request; `rule_name` is asked for only the first time a combination
+    /// is seen.
+    pub fn increment(
+        &self,
+        metrics: &Metrics,
+        decision: &'static str,
+        status: u16,
+        rule: Option<usize>,
+        rule_name: impl FnOnce() -> String,
+    ) {
+        let key = (decision, status, rule);
+        if let Some(counter) = self.counters.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            counter.inc();
+            return;
+        }
+        let labels = RequestLabels {
+            decision,
+            status,
+            rule: rule_name(),
+        };
+        let counter = metrics.requests.get_or_create(&labels).clone();
+        counter.inc();
+        self.counters.write().unwrap_or_else(|e| e.into_inner()).insert(key, counter);
+    }
+}
+
 /// Every metric portcullis exports, registered once per process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -119,6 +158,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_request_counters_count_into_the_registry() {
+        let metrics = Metrics::default();
+        let cache = RequestCounters::default();
+        for _ in 0..3 {
+            cache.increment(&metrics, "deny", 403, Some(2), || "admin".to_string());
+        }
+        cache.increment(&metrics, "allow", 200, None, String::new);
+        let text = metrics.encode();
+        assert!(text.contains("portcullis_requests_total{decision=\"deny\",status=\"403\",rule=\"admin\"} 3"), "{text}");
+        assert!(text.contains("portcullis_requests_total{decision=\"allow\",status=\"200\",rule=\"\"} 1"), "{text}");
+    }
 
     #[test]
     fn metric_names_and_labels_are_as_specified() {

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{HOST, HeaderMap};
+use http::header::{HOST, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Version};
 
@@ -49,7 +49,7 @@ pub struct Inspected {
     /// The decision input.
     pub facts: RequestFacts,
     /// The effective host as sent, for the upstream's `Host`.
-    pub host_as_sent: Option<String>,
+    pub host_as_sent: Option<HeaderValue>,
 }
 
 /// Checks the request and builds its facts. `peer` is the connection's remote
@@ -62,7 +62,10 @@ pub fn inspect(
 ) -> Result<Inspected, BadRequest> {
     check_method(&parts.method)?;
     let host_as_sent = effective_host(parts)?;
-    let host = host_as_sent.as_deref().map(match_form).transpose()?.flatten();
+    let host = match &host_as_sent {
+        Some(value) => match_form(value.to_str().map_err(|_| BadRequest::InvalidHost)?)?,
+        None => None,
+    };
     let path = normalize_target(parts, path_options)?;
     let peer = canonical_ip(peer);
     let client_ip = client_ip(peer, &parts.headers, trusted_proxies);
@@ -93,31 +96,31 @@ fn check_method(method: &Method) -> Result<(), BadRequest> {
 
 /// The host from the absolute-form authority (HTTP/1) or `:authority` (HTTP/2), else
 /// the `Host` header, with the conflicts SPEC §3 step 1 refuses.
-fn effective_host(parts: &Parts) -> Result<Option<String>, BadRequest> {
+fn effective_host(parts: &Parts) -> Result<Option<HeaderValue>, BadRequest> {
     let mut host_headers = parts.headers.get_all(HOST).iter();
     let host_header = host_headers.next();
     if host_headers.next().is_some() {
         return Err(BadRequest::DuplicateHost);
     }
-    let host_header = host_header
-        .map(|value| value.to_str().map_err(|_| BadRequest::InvalidHost))
-        .transpose()?;
     let authority = parts.uri.authority().map(|authority| authority.as_str());
     match parts.version {
         Version::HTTP_2 | Version::HTTP_3 => {
             if let (Some(authority), Some(header)) = (authority, host_header)
-                && !authority.eq_ignore_ascii_case(header)
+                && !authority.as_bytes().eq_ignore_ascii_case(header.as_bytes())
             {
                 return Err(BadRequest::HostMismatch);
             }
-            Ok(authority.or(host_header).map(str::to_string))
         }
         version => {
             if version == Version::HTTP_11 && host_header.is_none() {
                 return Err(BadRequest::MissingHost);
             }
-            Ok(authority.or(host_header).map(str::to_string))
         }
+    }
+    match authority {
+        // The authority is what the request addresses; copy it into a header value.
+        Some(authority) => HeaderValue::from_str(authority).map(Some).map_err(|_| BadRequest::InvalidHost),
+        None => Ok(host_header.cloned()),
     }
 }
 
@@ -150,12 +153,11 @@ fn match_form(host: &str) -> Result<Option<String>, BadRequest> {
     if !name.starts_with('[') && !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
         return Err(BadRequest::InvalidHost);
     }
-    let lowered = name.to_ascii_lowercase();
-    let trimmed = lowered.strip_suffix('.').unwrap_or(&lowered);
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
     if trimmed.is_empty() || trimmed.starts_with('.') || trimmed.contains("..") {
         return Err(BadRequest::InvalidHost);
     }
-    Ok(Some(trimmed.to_string()))
+    Ok(Some(trimmed.to_ascii_lowercase()))
 }
 
 /// Origin-form paths and absolute-form `http(s)` URLs are normalized; `*` is allowed
@@ -220,13 +222,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &IpRangeSet
         return peer;
     }
     let mut last_trusted = peer;
-    let values: Vec<&[u8]> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|value| value.as_bytes())
-        .collect();
-    for value in values.iter().rev() {
-        let Ok(text) = std::str::from_utf8(value) else {
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(text) = value.to_str() else {
             return last_trusted;
         };
         for entry in text.rsplit(',') {

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::identity::{IdentityState, KeySource, RemoteJwks, Verifier};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestCounters};
 use crate::proxy::{UpstreamClients, build_clients};
 use crate::tls::CertResolver;
 
@@ -26,6 +26,11 @@ pub struct Generation {
     pub clients: UpstreamClients,
     /// The fetched key set when `identity.jwt.jwks_url` is used.
     pub remote_jwks: Option<Arc<RemoteJwks>>,
+    /// Request counters this generation's rules have used.
+    pub request_counters: RequestCounters,
+    /// hyper's connection settings for this generation's limits and timeouts, built
+    /// once rather than per connection.
+    pub http: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
 }
 
 impl Generation {
@@ -37,10 +42,13 @@ impl Generation {
             _ => None,
         };
         let clients = build_clients(&config.server);
+        let http = crate::server::http_builder(&config.server);
         Ok(Generation {
+            http,
             config,
             clients,
             remote_jwks,
+            request_counters: RequestCounters::default(),
         })
     }
 }
@@ -112,10 +120,25 @@ impl Shared {
 }
 
 /// What the server knows about a client connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     /// The remote address (after a PROXY header, when there is one).
     pub peer: SocketAddr,
+    /// The peer's canonical IP as header text, formatted once per connection for
+    /// `X-Forwarded-For`.
+    pub peer_text: http::HeaderValue,
     /// Whether the client connected with TLS.
     pub tls: bool,
+}
+
+impl ConnectionInfo {
+    /// A connection from `peer`.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let text = crate::rules::canonical_ip(peer.ip()).to_string();
+        ConnectionInfo {
+            peer,
+            peer_text: http::HeaderValue::from_str(&text).expect("an IP address is valid header text"),
+            tls,
+        }
+    }
 }

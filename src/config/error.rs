@@ -80,14 +80,21 @@ impl From<ConfigError> for ConfigErrors {
 pub struct SourceFile {
     path: PathBuf,
     text: String,
+    /// Byte offset where each line starts, so a position costs a binary search, not a
+    /// scan of the text (a config with thousands of rules asks for thousands).
+    line_starts: Vec<usize>,
 }
 
 impl SourceFile {
     /// Wraps text read from `path`.
     pub fn new(path: impl Into<PathBuf>, text: String) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(index, _)| index + 1))
+            .collect();
         SourceFile {
             path: path.into(),
             text,
+            line_starts,
         }
     }
 
@@ -103,11 +110,10 @@ impl SourceFile {
 
     /// The line and column of a byte offset (clamped to the text).
     pub fn location(&self, offset: usize) -> Location {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let column = self.text[line_start..offset].chars().count() + 1;
         Location {
             file: self.path.clone(),
             line,

@@ -2,12 +2,11 @@
 
 use std::error::Error as StdError;
 
-use http::header::HeaderValue;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::body::{BodyError, RequestBody, ResponseBody};
-use super::headers;
+use super::headers::{self, RequestId};
 use super::upgrade;
 use super::upstream::upstream_uri;
 use super::{ErrorChain, Responder};
@@ -25,7 +24,7 @@ pub(super) async fn forward(
     body: Incoming,
     inspected: Inspected,
     identity: Option<&Identity>,
-    connection: ConnectionInfo,
+    connection: &ConnectionInfo,
     shared: &Shared,
     responder: &Responder<'_>,
 ) -> Result<Response<ResponseBody>, BodyError> {
@@ -42,10 +41,7 @@ pub(super) async fn forward(
 
     let mut headers = std::mem::take(&mut parts.headers);
     headers::remove_hop_by_hop(&mut headers);
-    headers::remove_identity_headers(
-        &mut headers,
-        &headers::spoofable_identity_headers(config, inspected.facts.peer),
-    );
+    headers::remove_identity_headers(&mut headers, config, inspected.facts.peer);
     strip_credentials(
         &mut headers,
         &config.identity,
@@ -54,10 +50,10 @@ pub(super) async fn forward(
     headers::set_forwarding_headers(
         &mut headers,
         &headers::Forwarding {
-            peer: inspected.facts.peer,
+            peer: &connection.peer_text,
             peer_trusted: server.trusted_proxies.contains(inspected.facts.peer),
             proto: if connection.tls { "https" } else { "http" },
-            host_as_sent: inspected.host_as_sent.as_deref(),
+            host_as_sent: inspected.host_as_sent.as_ref(),
             upstream_authority: server.upstream.authority.as_str(),
             request_id: responder.request_id,
         },
@@ -71,7 +67,7 @@ pub(super) async fn forward(
 
     let Ok(uri) = upstream_uri(
         &server.upstream,
-        inspected.host_as_sent.as_deref(),
+        inspected.host_as_sent.as_ref().and_then(|host| host.to_str().ok()),
         &inspected.facts.path.forwarded,
         parts.uri.query(),
     ) else {
@@ -98,7 +94,7 @@ pub(super) async fn forward(
         Err(_elapsed) => {
             shared.metrics.upstream_error("timeout");
             tracing::warn!(
-                request_id = responder.request_id,
+                request_id = %responder.request_id,
                 "upstream did not answer within upstream_response"
             );
             return Ok(responder.problem(StatusCode::GATEWAY_TIMEOUT, None));
@@ -111,7 +107,7 @@ pub(super) async fn forward(
         let Some(client_upgrade) = client_upgrade else {
             shared.metrics.upstream_error("other");
             tracing::warn!(
-                request_id = responder.request_id,
+                request_id = %responder.request_id,
                 "upstream switched protocols without being asked"
             );
             return Ok(responder.problem(StatusCode::BAD_GATEWAY, None));
@@ -139,10 +135,8 @@ pub(super) async fn forward(
     ))
 }
 
-pub(super) fn set_request_id(headers: &mut http::HeaderMap, request_id: &str) {
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(REQUEST_ID, value);
-    }
+pub(super) fn set_request_id(headers: &mut http::HeaderMap, request_id: &RequestId) {
+    headers.insert(REQUEST_ID, request_id.header_value().clone());
 }
 
 /// Maps a failed upstream exchange to a response: the client's own body errors come
@@ -157,14 +151,14 @@ fn upstream_failure(
         Some(BodyError::TooLarge) => return Ok(responder.problem(StatusCode::PAYLOAD_TOO_LARGE, None)),
         Some(BodyError::Stalled) => return Err(BodyError::Stalled),
         Some(BodyError::Client(_)) => {
-            tracing::debug!(request_id = responder.request_id, "client body failed while forwarding");
+            tracing::debug!(request_id = %responder.request_id, "client body failed while forwarding");
             return Ok(responder.problem(StatusCode::BAD_REQUEST, Some("the request body could not be read")));
         }
         None => {}
     }
     let kind = if error.is_connect() { "connect" } else { "other" };
     shared.metrics.upstream_error(kind);
-    tracing::warn!(request_id = responder.request_id, kind, error = %ErrorChain(error), "upstream request failed");
+    tracing::warn!(request_id = %responder.request_id, kind, error = %ErrorChain(error), "upstream request failed");
     Ok(responder.problem(StatusCode::BAD_GATEWAY, None))
 }
 

@@ -13,20 +13,44 @@ use crate::config::Config;
 use crate::identity::{Identity, UpstreamHeaders};
 use crate::respond::REQUEST_ID;
 
-const KEEP_ALIVE: &str = "keep-alive";
-const PROXY_CONNECTION: &str = "proxy-connection";
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
-const FORWARDED: &str = "forwarded";
-const X_REAL_IP: &str = "x-real-ip";
-const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+// Header names are constants, built at compile time: naming a header by `&str` parses
+// and validates it on every request.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
 
 /// Removes hop-by-hop headers (RFC 9110 7.6.1) and every header named in
 /// `Connection`. `TE: trailers` survives (gRPC needs it); `Content-Length` and `Host`
 /// are never removed through `Connection`, since framing and routing are the proxy's
 /// to decide.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        remove_connection_named(headers);
+    }
+    let keep_te_trailers = headers
+        .get(TE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"trailers"))
+        && headers.get_all(TE).iter().count() == 1;
+    for name in [CONNECTION, TRAILER, TRANSFER_ENCODING, UPGRADE, KEEP_ALIVE, PROXY_CONNECTION] {
+        headers.remove(name);
+    }
+    if !keep_te_trailers {
+        headers.remove(TE);
+    }
+}
+
+/// Removes every header a `Connection` header names (except the ones framing and
+/// routing depend on).
+fn remove_connection_named(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -38,35 +62,47 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    let keep_te_trailers = headers
-        .get(TE)
-        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"trailers"))
-        && headers.get_all(TE).iter().count() == 1;
-    for name in [CONNECTION, TRAILER, TRANSFER_ENCODING, UPGRADE] {
-        headers.remove(name);
-    }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    if !keep_te_trailers {
-        headers.remove(TE);
-    }
 }
 
 /// What the forwarding headers are made of.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarding<'a> {
-    /// The connection's peer (after a PROXY header, when there is one).
-    pub peer: IpAddr,
+    /// The connection's peer as header text (formatted once per connection).
+    pub peer: &'a HeaderValue,
     /// Whether the peer is in `trusted_proxies`.
     pub peer_trusted: bool,
     /// `http` or `https`: how the client reached us.
     pub proto: &'static str,
     /// The host as the client sent it, port included.
-    pub host_as_sent: Option<&'a str>,
+    pub host_as_sent: Option<&'a HeaderValue>,
     /// The upstream's authority, for the `Host` of host-less HTTP/1.0 requests.
     pub upstream_authority: &'a str,
     /// The request id returned to the client.
-    pub request_id: &'a str,
+    pub request_id: &'a RequestId,
+}
+
+/// A request id: the client's `X-Request-Id` when it is safe to echo (1–128
+/// characters of `[A-Za-z0-9._-]`), else a fresh random one. Held as a header value,
+/// so putting it on the upstream request and on the response copies nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id as text (always ASCII).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Prepares a client request's headers for the upstream, after `remove_hop_by_hop`.
@@ -74,30 +110,31 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, forwarding: &Forwarding<'
     for name in METHOD_OVERRIDES {
         headers.remove(name);
     }
-    let peer = forwarding.peer.to_string();
-    let chain = if forwarding.peer_trusted {
+    let chain = if forwarding.peer_trusted && headers.contains_key(&X_FORWARDED_FOR) {
         let earlier: Vec<&str> = headers
-            .get_all(X_FORWARDED_FOR)
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .map(str::trim)
             .filter(|value| !value.is_empty())
             .collect();
-        if earlier.is_empty() {
-            peer
-        } else {
-            format!("{}, {peer}", earlier.join(", "))
+        let peer = forwarding.peer.to_str().unwrap_or_default();
+        match earlier.is_empty() {
+            true => forwarding.peer.clone(),
+            false => HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).unwrap_or_else(|_| forwarding.peer.clone()),
         }
     } else {
-        peer
+        forwarding.peer.clone()
     };
-    set(headers, X_FORWARDED_FOR, &chain);
-    if !(forwarding.peer_trusted && headers.contains_key(X_FORWARDED_PROTO)) {
-        set(headers, X_FORWARDED_PROTO, forwarding.proto);
+    headers.insert(X_FORWARDED_FOR, chain);
+    if !(forwarding.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(forwarding.proto));
     }
-    if !(forwarding.peer_trusted && headers.contains_key(X_FORWARDED_HOST)) {
+    if !(forwarding.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match forwarding.host_as_sent {
-            Some(host) => set(headers, X_FORWARDED_HOST, host),
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
             None => {
                 headers.remove(X_FORWARDED_HOST);
             }
@@ -107,78 +144,76 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, forwarding: &Forwarding<'
         headers.remove(FORWARDED);
         headers.remove(X_REAL_IP);
     }
-    set(headers, REQUEST_ID, forwarding.request_id);
-    set(
-        headers,
-        HOST.as_str(),
-        forwarding.host_as_sent.unwrap_or(forwarding.upstream_authority),
-    );
-}
-
-/// Replaces every value of a header with one value. Values come from the connection or
-/// from already-validated request parts, so they are always valid header text.
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), value);
+    headers.insert(REQUEST_ID, forwarding.request_id.header_value().clone());
+    match forwarding.host_as_sent {
+        Some(host) => {
+            headers.insert(HOST, host.clone());
+        }
+        None => {
+            if let Ok(authority) = HeaderValue::from_str(forwarding.upstream_authority) {
+                headers.insert(HOST, authority);
+            }
+        }
     }
 }
 
 /// The request id to use: the client's when it is 1–128 characters of
 /// `[A-Za-z0-9._-]`, else a fresh one.
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        })
-        .map_or_else(generate_request_id, str::to_string)
-}
-
-fn generate_request_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-/// A header name as backends may read it: lower case, and every character other than
-/// `a-z` and `0-9` as `-` (CGI and some frameworks turn `-` into `_`, so
-/// `X_Portcullis_User` and `x.portcullis.user` reach the app as the same header).
-fn normalized_name(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            let lower = b.to_ascii_lowercase();
-            if lower.is_ascii_lowercase() || lower.is_ascii_digit() {
-                char::from(lower)
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// The identity headers a client must never set itself: the `upstream_headers` names
-/// always, and the `trusted_headers` names unless the peer is a trusted auth layer.
-pub fn spoofable_identity_headers(config: &Config, peer: IpAddr) -> Vec<HeaderName> {
-    let mut names = vec![
-        config.upstream_headers.user.clone(),
-        config.upstream_headers.roles.clone(),
-    ];
-    if let Some(trusted) = &config.identity.trusted_headers
-        && !trusted.peers.contains(peer)
-    {
-        names.push(trusted.user.clone());
-        names.extend(trusted.roles.clone());
+pub fn request_id(headers: &HeaderMap) -> RequestId {
+    match headers.get(REQUEST_ID) {
+        Some(value)
+            if (1..=128).contains(&value.len())
+                && value.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)) =>
+        {
+            RequestId(value.clone())
+        }
+        _ => generate_request_id(),
     }
-    names
 }
 
-/// Removes every header whose normalized name is one of `names`' normalized names.
-pub fn remove_identity_headers(headers: &mut HeaderMap, names: &[HeaderName]) {
-    let targets: Vec<String> = names.iter().map(|name| normalized_name(name.as_str())).collect();
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| targets.contains(&normalized_name(name.as_str())))
-        .cloned()
-        .collect();
+/// Sixteen hex digits of randomness, without formatting machinery.
+fn generate_request_id() -> RequestId {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = rand::random::<u64>();
+    let mut text = [0u8; 16];
+    for (index, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((random >> (60 - 4 * index)) & 0xf) as usize];
+    }
+    RequestId(HeaderValue::from_bytes(&text).expect("hex digits are a valid header value"))
+}
+
+/// Whether two header names are the same to a backend that lower-cases them and reads
+/// every character other than `a-z` and `0-9` as `-` (CGI and some frameworks turn `-`
+/// into `_`, so `X_Portcullis_User` and `x.portcullis.user` reach the app as the same
+/// header). Compared byte by byte, without allocating.
+fn same_to_backends(a: &str, b: &str) -> bool {
+    let fold = |byte: u8| {
+        let lower = byte.to_ascii_lowercase();
+        if lower.is_ascii_lowercase() || lower.is_ascii_digit() { lower } else { b'-' }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// Removes the identity headers a client must never set itself, in every spelling: the
+/// `upstream_headers` names always, and the `trusted_headers` names unless the peer is
+/// a trusted auth layer.
+pub fn remove_identity_headers(headers: &mut HeaderMap, config: &Config, peer: IpAddr) {
+    let upstream = &config.upstream_headers;
+    let trusted = config
+        .identity
+        .trusted_headers
+        .as_ref()
+        .filter(|trusted| !trusted.peers.contains(peer));
+    let spoofable = |name: &HeaderName| {
+        let name = name.as_str();
+        same_to_backends(name, upstream.user.as_str())
+            || same_to_backends(name, upstream.roles.as_str())
+            || trusted.is_some_and(|trusted| {
+                same_to_backends(name, trusted.user.as_str())
+                    || trusted.roles.as_ref().is_some_and(|roles| same_to_backends(name, roles.as_str()))
+            })
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|name| spoofable(name)).cloned().collect();
     for name in doomed {
         headers.remove(name);
     }
@@ -246,14 +281,21 @@ mod tests {
         map
     }
 
+    static HOST_SENT: std::sync::LazyLock<HeaderValue> =
+        std::sync::LazyLock::new(|| HeaderValue::from_static("app.example.com:8080"));
+    static RID: std::sync::LazyLock<RequestId> =
+        std::sync::LazyLock::new(|| RequestId(HeaderValue::from_static("rid")));
+
+    static PEER: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| HeaderValue::from_static("192.0.2.10"));
+
     fn forwarding(trusted: bool) -> Forwarding<'static> {
         Forwarding {
-            peer: "192.0.2.10".parse().unwrap(),
+            peer: &PEER,
             peer_trusted: trusted,
             proto: "http",
-            host_as_sent: Some("app.example.com:8080"),
+            host_as_sent: Some(&HOST_SENT),
             upstream_authority: "127.0.0.1:3000",
-            request_id: "rid",
+            request_id: &RID,
         }
     }
 
@@ -346,7 +388,7 @@ mod tests {
             ("x-method-override", "PATCH"),
         ]);
         set_forwarding_headers(&mut map, &forwarding(true));
-        assert!(METHOD_OVERRIDES.iter().all(|name| !map.contains_key(*name)));
+        assert!(METHOD_OVERRIDES.iter().all(|name| !map.contains_key(name)));
     }
 
     #[test]
@@ -368,31 +410,14 @@ mod tests {
 
     #[test]
     fn valid_client_request_ids_are_kept_others_replaced() {
-        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123_X.y")])), "abc-123_X.y");
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123_X.y")])).as_str(), "abc-123_X.y");
         for bad in ["has space", "semi;colon", &"a".repeat(129)] {
             let generated = request_id(&headers(&[("x-request-id", bad)]));
-            assert_ne!(generated, bad);
-            assert_eq!(generated.len(), 16);
+            assert_ne!(generated.as_str(), bad);
+            assert_eq!(generated.as_str().len(), 16);
+            assert!(generated.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
         }
-        assert_eq!(request_id(&HeaderMap::new()).len(), 16);
-    }
-
-    #[test]
-    fn identity_headers_are_removed_in_every_spelling() {
-        let mut map = headers(&[
-            ("x-portcullis-user", "mallory"),
-            ("X_Portcullis_User", "mallory"),
-            ("x.portcullis.user", "mallory"),
-            ("X-PORTCULLIS-ROLES", "admin"),
-            ("x-portcullis-username", "kept"),
-        ]);
-        let names = [
-            HeaderName::from_static("x-portcullis-user"),
-            HeaderName::from_static("x-portcullis-roles"),
-        ];
-        remove_identity_headers(&mut map, &names);
-        let left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-portcullis-username"]);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
     }
 
     #[test]

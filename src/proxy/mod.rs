@@ -21,12 +21,11 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 pub use body::{BodyError, RequestBody, ResponseBody};
-pub use headers::{remove_hop_by_hop, request_id};
+pub use headers::{RequestId, remove_hop_by_hop, request_id};
 pub use upstream::{UpstreamClient, UpstreamClients, build_clients, upstream_uri};
 
 use crate::config::Config;
 use crate::identity::{Resolver, Stop};
-use crate::metrics::RequestLabels;
 use crate::request;
 use crate::respond::{self, ResponseContext};
 use crate::rules::{Caller, Decision, NoTrace, Outcome};
@@ -38,8 +37,9 @@ use crate::state::{ConnectionInfo, Generation, Shared};
 struct Record {
     status: u16,
     decision: &'static str,
-    rule: Option<String>,
+    rule: Option<usize>,
     client_ip: Option<std::net::IpAddr>,
+    /// The forwarded path, kept only when the access log is on.
     path: Option<String>,
     user: Option<String>,
 }
@@ -55,35 +55,36 @@ pub async fn serve(
     let started = Instant::now();
     let generation = shared.current();
     let request_id = request_id(request.headers());
-    let method = request.method().clone();
-    let raw_path = request.uri().path().to_string();
+    let policy = &generation.config.policy;
+    // What only the access log needs is copied only when it is on.
+    let logged = generation
+        .config
+        .log
+        .access_log
+        .then(|| (request.method().clone(), request.uri().path().to_string()));
     let mut record = Record::default();
-    let result = handle(request, connection, &generation, shared, &request_id, &mut record).await;
+    let result = handle(request, &connection, &generation, shared, &request_id, &mut record).await;
     if let Ok(response) = &result {
         record.status = response.status().as_u16();
     }
     let elapsed = started.elapsed();
     shared.metrics.request_duration.observe(elapsed.as_secs_f64());
-    shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            decision: record.decision,
-            status: record.status,
-            rule: record.rule.clone().unwrap_or_default(),
-        })
-        .inc();
-    if generation.config.log.access_log {
+    generation
+        .request_counters
+        .increment(&shared.metrics, record.decision, record.status, record.rule, || {
+            record.rule.map(|id| policy.rule_name(id).to_string()).unwrap_or_default()
+        });
+    if let Some((method, raw_path)) = logged {
         tracing::info!(
             target: "access",
             request_id = %request_id,
-            client_ip = %record.client_ip.map_or_else(|| connection.peer.ip().to_string(), |ip| ip.to_string()),
+            client_ip = %record.client_ip.unwrap_or_else(|| connection.peer.ip()),
             peer = %connection.peer.ip(),
             method = %method,
             path = %record.path.as_deref().unwrap_or(&raw_path),
             status = record.status,
             decision = record.decision,
-            rule = record.rule.as_deref().unwrap_or(""),
+            rule = record.rule.map_or("", |id| policy.rule_name(id)),
             user = record.user.as_deref().unwrap_or(""),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
         );
@@ -93,7 +94,7 @@ pub async fn serve(
 
 /// Everything a self-written response needs, borrowed from the request.
 struct Responder<'a> {
-    request_id: &'a str,
+    request_id: &'a RequestId,
     accept: Option<HeaderValue>,
     generation: &'a Generation,
 }
@@ -101,7 +102,7 @@ struct Responder<'a> {
 impl Responder<'_> {
     fn problem(&self, status: StatusCode, detail: Option<&str>) -> Response<ResponseBody> {
         let context = ResponseContext {
-            request_id: self.request_id,
+            request_id: self.request_id.as_str(),
             accept: self.accept.as_ref(),
             bodies: &self.generation.config.responses,
         };
@@ -154,10 +155,10 @@ fn challenges(config: &Config, invalid_token: bool) -> Vec<HeaderValue> {
 
 async fn handle(
     request: Request<Incoming>,
-    connection: ConnectionInfo,
+    connection: &ConnectionInfo,
     generation: &Generation,
     shared: &Shared,
-    request_id: &str,
+    request_id: &RequestId,
     record: &mut Record,
 ) -> Result<Response<ResponseBody>, BodyError> {
     let config = &generation.config;
@@ -187,7 +188,9 @@ async fn handle(
         Err(bad) => return Ok(responder.problem(StatusCode::BAD_REQUEST, Some(&bad.to_string()))),
     };
     record.client_ip = Some(inspected.facts.client_ip);
-    record.path = Some(inspected.facts.path.forwarded.clone());
+    if config.log.access_log {
+        record.path = Some(inspected.facts.path.forwarded.clone());
+    }
 
     let first = config
         .policy
@@ -204,7 +207,7 @@ async fn handle(
     let resolved = match resolved {
         Ok(resolved) => resolved,
         Err(Stop::Banned { retry_after, hidden }) => {
-            record.rule = deciding_rule.map(|id| config.policy.rule_name(id).to_string());
+            record.rule = deciding_rule;
             if hidden {
                 return Ok(responder.problem(StatusCode::NOT_FOUND, None));
             }
@@ -215,7 +218,7 @@ async fn handle(
             return Ok(response);
         }
         Err(Stop::Busy) => {
-            tracing::warn!(request_id, "password verification queue is full");
+            tracing::warn!(%request_id, "password verification queue is full");
             let mut response = responder.problem(StatusCode::SERVICE_UNAVAILABLE, None);
             response
                 .headers_mut()
@@ -228,13 +231,11 @@ async fn handle(
         tracing::warn!(client_ip = %inspected.facts.client_ip, "lockout: too many failed credentials; banned");
     }
     if let Some((scheme, reason)) = resolved.refused {
-        tracing::debug!(request_id, scheme = scheme.as_str(), reason, "credential refused");
+        tracing::debug!(%request_id, scheme = scheme.as_str(), reason, "credential refused");
     }
     let decision = resolved.decision;
     record.decision = decision.label();
-    record.rule = decision
-        .reported_rule()
-        .map(|id| config.policy.rule_name(id).to_string());
+    record.rule = decision.reported_rule();
     record.user = resolved.identity.as_ref().map(|identity| identity.user.clone());
     if !decision.forwards() {
         return Ok(responder.denial(&decision));

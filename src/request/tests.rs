@@ -76,14 +76,14 @@ fn two_host_headers_are_a_bad_request() {
 fn host_is_lowercased_without_port_or_trailing_dot() {
     let inspected = inspect_h1("GET", "/", &[("host", "Admin.Example.COM.:8080")]).unwrap();
     assert_eq!(inspected.facts.host.as_deref(), Some("admin.example.com"));
-    assert_eq!(inspected.host_as_sent.as_deref(), Some("Admin.Example.COM.:8080"));
+    assert_eq!(inspected.host_as_sent.unwrap(), "Admin.Example.COM.:8080");
 }
 
 #[test]
 fn absolute_form_authority_wins_over_host_header() {
     let inspected = inspect_h1("GET", "http://admin.example.com/x", &[("host", "www.example.com")]).unwrap();
     assert_eq!(inspected.facts.host.as_deref(), Some("admin.example.com"));
-    assert_eq!(inspected.host_as_sent.as_deref(), Some("admin.example.com"));
+    assert_eq!(inspected.host_as_sent.unwrap(), "admin.example.com");
 }
 
 #[test]

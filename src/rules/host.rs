@@ -4,7 +4,7 @@
 //! `request::host`). Patterns are put in the same form at load time, so matching is a
 //! hash lookup for the exact name plus one per parent domain for wildcards.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::Ipv6Addr;
 
 use super::bits::RuleBits;
@@ -116,8 +116,8 @@ impl HostIndex {
         rules: impl IntoIterator<Item = (usize, &'a [HostPattern])>,
         without_selector: &RuleBits,
     ) -> Self {
-        let mut exact: HashMap<Box<str>, RuleBits> = HashMap::new();
-        let mut subdomains: HashMap<Box<str>, RuleBits> = HashMap::new();
+        let mut exact: HashMap<Box<str>, RuleBits> = HashMap::default();
+        let mut subdomains: HashMap<Box<str>, RuleBits> = HashMap::default();
         for (rule, patterns) in rules {
             for pattern in patterns {
                 let (map, key) = match pattern {

@@ -5,7 +5,7 @@
 //! cost is bounded by segments × live nodes — it does not grow with the number of
 //! rules, and no pattern can make it exponential (a `**` node simply stays live).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use smallvec::SmallVec;
 

@@ -21,8 +21,10 @@ pub struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds after `opened` when the connection last became idle.
     idle_since_ms: AtomicU64,
-    /// Wakes the watchdog when a request starts or ends, so its deadline follows.
-    changed: Notify,
+    /// Wakes the watchdog when the first request arrives, which moves its deadline
+    /// from `request_header` to `idle`. Later requests only update the counters: the
+    /// watchdog re-checks them when it wakes, so no request pays for a wake-up.
+    first_request: Notify,
 }
 
 /// Why the watchdog fired.
@@ -42,48 +44,48 @@ impl Activity {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
-            changed: Notify::new(),
+            first_request: Notify::new(),
         })
     }
 
     /// Marks a request as started; it ends when the guard (held by the response
     /// body) is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        if self.requests.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.first_request.notify_one();
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
         InFlight(Arc::clone(self))
     }
 
-    /// Resolves when the connection has broken one of its two timeouts.
+    /// Resolves when the connection has broken one of its two timeouts. Before the
+    /// first request the deadline is `request_header` after the accept; after it, the
+    /// connection is checked every `idle` and closed once it has been idle that long,
+    /// so an idle connection lives between `idle` and twice `idle`.
     pub async fn expired(&self, request_header: Duration, idle: Duration) -> Expired {
         loop {
             let now = Instant::now();
-            let deadline = if self.requests.load(Ordering::Relaxed) == 0 {
-                if now >= self.opened + request_header {
+            if self.requests.load(Ordering::Relaxed) == 0 {
+                let deadline = self.opened + request_header;
+                if now >= deadline {
                     return Expired::NoRequest;
                 }
-                Some(self.opened + request_header)
-            } else if self.in_flight.load(Ordering::Acquire) > 0 {
-                None
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = self.first_request.notified() => {}
+                }
+                continue;
+            }
+            let deadline = if self.in_flight.load(Ordering::Acquire) > 0 {
+                now + idle
             } else {
                 let idle_since = self.opened + Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
                 if now >= idle_since + idle {
                     return Expired::Idle;
                 }
-                Some(idle_since + idle)
+                idle_since + idle
             };
-            // Sleep until the deadline, or until a request starts or ends and the
-            // deadline moves; with requests in flight there is no deadline at all.
-            match deadline {
-                Some(deadline) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(deadline) => {}
-                        () = self.changed.notified() => {}
-                    }
-                }
-                None => self.changed.notified().await,
-            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -98,7 +100,6 @@ impl Drop for InFlight {
         let millis = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         activity.idle_since_ms.store(millis, Ordering::Relaxed);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-        activity.changed.notify_one();
     }
 }
 
@@ -175,6 +176,21 @@ mod tests {
         let ended = Instant::now();
         let expired = activity.expired(Duration::from_secs(10), Duration::from_secs(60)).await;
         assert_eq!(expired, Expired::Idle);
-        assert!(ended.elapsed() >= Duration::from_secs(59), "{:?}", ended.elapsed());
+        assert_eq!(ended.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_request_keeps_the_connection_until_idle_after_it() {
+        let activity = Activity::new(Instant::now());
+        let guard = activity.begin();
+        let watcher = Arc::clone(&activity);
+        let watchdog = tokio::spawn(async move { watcher.expired(Duration::from_secs(10), Duration::from_secs(60)).await });
+        tokio::time::sleep(Duration::from_secs(90)).await;
+        assert!(!watchdog.is_finished(), "a request in flight is not idleness");
+        drop(guard);
+        let ended = Instant::now();
+        assert_eq!(watchdog.await.unwrap(), Expired::Idle);
+        let idle_for = ended.elapsed();
+        assert!(idle_for >= Duration::from_secs(60) && idle_for <= Duration::from_secs(120), "{idle_for:?}");
     }
 }

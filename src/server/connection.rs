@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use super::activity::{Activity, Expired, Tracked};
 use crate::config::ServerSettings;
 use crate::proxy::{self, BodyError, ErrorChain, ResponseBody};
-use crate::state::{ConnectionInfo, Shared};
+use crate::state::{ConnectionInfo, Generation, Shared};
 
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -49,18 +49,21 @@ pub async fn serve_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "could not disable Nagle's algorithm");
     }
-    let server = shared.current().config.server.clone();
+    // Connection settings (timeouts, limits, hyper's builder) come from the generation
+    // current at accept; each request still loads the generation current at its arrival.
+    let generation = shared.current();
     let Some(acceptor) = tls else {
-        let info = ConnectionInfo { peer, tls: false };
-        serve_http(TokioIo::new(stream), info, &server, &shared, opened).await;
+        let info = ConnectionInfo::new(peer, false);
+        serve_http(TokioIo::new(stream), info, &generation, &shared, opened).await;
         return;
     };
+    let server = &generation.config.server;
     // The handshake counts against request_header, like everything before hyper.
     let handshake = tokio::time::timeout_at(opened + server.timeouts.request_header, acceptor.accept(stream)).await;
     match handshake {
         Ok(Ok(stream)) => {
-            let info = ConnectionInfo { peer, tls: true };
-            serve_http(TokioIo::new(stream), info, &server, &shared, opened).await;
+            let info = ConnectionInfo::new(peer, true);
+            serve_http(TokioIo::new(stream), info, &generation, &shared, opened).await;
         }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "no TLS handshake within request_header; closing"),
@@ -68,16 +71,18 @@ pub async fn serve_connection(
 }
 
 /// Runs hyper's auto (HTTP/1.1 + h2c) connection over any transport.
-async fn serve_http<I>(io: I, info: ConnectionInfo, server: &ServerSettings, shared: &Arc<Shared>, opened: Instant)
+async fn serve_http<I>(io: I, info: ConnectionInfo, generation: &Generation, shared: &Arc<Shared>, opened: Instant)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let activity = Activity::new(opened);
+    let peer = info.peer;
     let service = {
         let shared = Arc::clone(shared);
         let activity = Arc::clone(&activity);
         service_fn(move |request: Request<Incoming>| {
             let shared = Arc::clone(&shared);
+            let info = info.clone();
             let in_flight = activity.begin();
             async move {
                 let response: Response<ResponseBody> = proxy::serve(request, info, &shared).await?;
@@ -85,23 +90,22 @@ where
             }
         })
     };
-    let builder = http_builder(server);
-    let connection = builder.serve_connection_with_upgrades(io, service);
+    let connection = generation.http.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
-    let timeouts = server.timeouts;
+    let timeouts = generation.config.server.timeouts;
     let mut shutting_down = false;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(peer = %info.peer, error = %ErrorChain(&*error), "connection ended with an error");
+                    tracing::debug!(%peer, error = %ErrorChain(&*error), "connection ended with an error");
                 }
                 return;
             }
             expired = activity.expired(timeouts.request_header, timeouts.idle), if !shutting_down => {
                 match expired {
                     Expired::NoRequest => {
-                        tracing::debug!(peer = %info.peer, "no request within request_header; closing");
+                        tracing::debug!(%peer, "no request within request_header; closing");
                         return;
                     }
                     Expired::Idle => {
@@ -122,7 +126,7 @@ where
 /// HTTP/1 header timeout does nothing); the HTTP/1 header read timeout also bounds
 /// idle keep-alive between requests. Header limits are set above ours so our own
 /// count (`max_request_header_bytes`) answers 431 the same way on both protocols.
-fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
+pub fn http_builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let head_room = server.max_request_header_bytes.saturating_mul(2).saturating_add(8192);
     builder

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-pub use connection::MAX_HEADER_COUNT;
+pub use connection::{MAX_HEADER_COUNT, http_builder};
 pub use reload::{ReloadError, ReloadOutcome};
 
 use crate::admin;
@@ -274,9 +274,15 @@ pub fn run(path: &Path, config: Config) -> Result<(), RunError> {
 /// A multi-threaded runtime with `workers` threads; 0 leaves the choice to tokio
 /// (`TOKIO_WORKER_THREADS`, else one per core).
 pub fn runtime(workers: usize) -> io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime, which skips work stealing and cross-thread
+    // wake-ups (the same thread runs the I/O driver and every task).
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     builder.enable_all();
-    if workers > 0 {
+    if workers > 1 {
         builder.worker_threads(workers);
     }
     builder.build()
