@@ -453,3 +453,23 @@ async fn shutdown_cuts_a_tunnel_that_outlives_the_grace() {
     let cut = proxy.server.shutdown(Duration::from_millis(300)).await;
     assert!(cut >= 1, "the tunnel was counted as cut");
 }
+
+#[tokio::test]
+async fn requests_with_many_hosts_share_one_pooled_upstream_connection() {
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::with_rules(&upstream, ALLOW_ALL).await;
+    for index in 0..20 {
+        let response = proxy
+            .raw(&format!(
+                "GET /x HTTP/1.1\r\nHost: random-{index}.example\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+        assert_eq!(response.status, 200);
+    }
+    assert_eq!(upstream.last().header("host").as_deref(), Some("random-19.example"));
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "a client choosing Host values must not make the proxy open (and keep) a connection per host"
+    );
+}

@@ -1,10 +1,15 @@
 //! The pooled upstream clients and how upstream request URIs are built.
 //!
 //! Every connection goes to the configured upstream, whatever the request URI says:
-//! the connector ignores the URI it is handed. That lets the request URI carry the host
-//! the rules saw — it becomes `:authority` when the upstream speaks HTTP/2 — while a
-//! client can never steer where the proxy connects. TLS to the upstream verifies the
-//! configured upstream's name, not the client's host.
+//! the connector ignores the URI it is handed. That lets the request URI to an `https`
+//! upstream carry the host the rules saw — it becomes `:authority` when the upstream
+//! speaks HTTP/2 — while a client can never steer where the proxy connects. TLS to the
+//! upstream verifies the configured upstream's name, not the client's host.
+//!
+//! The URI's authority is also the key of hyper's connection pool. A plain `http`
+//! upstream only ever speaks HTTP/1.1, where the `Host` header carries the client's
+//! host, so its URIs name the upstream itself: one pool, however many hosts clients
+//! send.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
-use http::uri::{Authority, PathAndQuery};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,6 +29,11 @@ use super::body::RequestBody;
 use crate::config::{ServerSettings, Upstream};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Idle keep-alive connections kept per pool, like nginx's `keepalive 256`: enough
+/// for bursts of concurrent requests, without holding a connection (and its buffers)
+/// open for every client that was ever served at once.
+const MAX_IDLE_UPSTREAM_CONNECTIONS: usize = 256;
 
 /// Dials the configured upstream for every request URI.
 #[derive(Clone, Debug)]
@@ -97,12 +107,14 @@ fn build_client(server: &ServerSettings, offer_h2: bool) -> UpstreamClient {
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(server.timeouts.idle)
+        .pool_max_idle_per_host(MAX_IDLE_UPSTREAM_CONNECTIONS)
         .set_host(false)
         .build(UpstreamConnector { inner, target })
 }
 
-/// The upstream request URI: the upstream's scheme, the host the rules saw (else the
-/// upstream's authority), the base path, the forwarded path and the query as received.
+/// The upstream request URI: the upstream's scheme, its authority (for an `https`
+/// upstream, the host the rules saw when there is one), the base path, the forwarded
+/// path and the query as received.
 /// Built in one buffer and assembled from parts: this runs for every forwarded request.
 pub fn upstream_uri(
     upstream: &Upstream,
@@ -125,7 +137,7 @@ pub fn upstream_uri(
         target.push('?');
         target.push_str(query);
     }
-    let authority = match host.map(Authority::try_from) {
+    let authority = match host.filter(|_| upstream.scheme == Scheme::HTTPS).map(Authority::try_from) {
         Some(Ok(authority)) => authority,
         _ => upstream.authority.clone(),
     };
@@ -139,7 +151,6 @@ pub fn upstream_uri(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::uri::Scheme;
 
     fn upstream(base: &str) -> Upstream {
         Upstream {
@@ -151,9 +162,19 @@ mod tests {
     }
 
     #[test]
-    fn uri_carries_the_rules_host_and_the_forwarded_path() {
-        let uri = upstream_uri(&upstream(""), Some("app.example:8080"), "/a/b", Some("x=1&y=%2F")).unwrap();
-        assert_eq!(uri.to_string(), "http://app.example:8080/a/b?x=1&y=%2F");
+    fn https_uri_carries_the_rules_host_and_the_forwarded_path() {
+        let https = Upstream {
+            scheme: Scheme::HTTPS,
+            ..upstream("")
+        };
+        let uri = upstream_uri(&https, Some("app.example:8080"), "/a/b", Some("x=1&y=%2F")).unwrap();
+        assert_eq!(uri.to_string(), "https://app.example:8080/a/b?x=1&y=%2F");
+    }
+
+    #[test]
+    fn http_uri_names_the_upstream_whatever_host_the_client_sent() {
+        let uri = upstream_uri(&upstream(""), Some("random-1234.example"), "/a", None).unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:3000/a");
     }
 
     #[test]
