@@ -43,7 +43,9 @@ fn config_with(dir: &Path, cidrs: u32, path_rules: usize, identity: bool) -> Con
     }
     text.push_str("[[rule]]\nname = \"blocklist\"\nip_file = \"block.txt\"\naction = \"deny\"\n");
     for i in 0..path_rules {
-        text.push_str(&format!("[[rule]]\nname = \"deny-{i}\"\npaths = [\"/blocked-{i}/**\"]\naction = \"deny\"\n"));
+        text.push_str(&format!(
+            "[[rule]]\nname = \"deny-{i}\"\npaths = [\"/blocked-{i}/**\"]\naction = \"deny\"\n"
+        ));
     }
     if identity {
         text.push_str("[[rule]]\nname = \"api\"\npaths = [\"/api/**\"]\naction = \"allow\"\nauthenticated = true\n");
@@ -83,7 +85,8 @@ fn decision_matrix(c: &mut Criterion) {
                 &parts,
                 |b, parts| {
                     b.iter(|| {
-                        let inspected = request::inspect(black_box(parts), peer, &policy.path_options, trusted).unwrap();
+                        let inspected =
+                            request::inspect(black_box(parts), peer, &policy.path_options, trusted).unwrap();
                         black_box(policy.decide(&inspected.facts, &Caller::Unresolved, &mut NoTrace))
                     })
                 },
@@ -136,7 +139,9 @@ fn decision_with_identity(c: &mut Criterion) {
                     Credential::Jwt { token } => {
                         let jwt = identity.jwt.as_ref().unwrap();
                         let header = jwt.header(token).unwrap();
-                        let KeySource::File(keys) = &jwt.keys else { unreachable!() };
+                        let KeySource::File(keys) = &jwt.keys else {
+                            unreachable!()
+                        };
                         let key = keys.select(header.kid.as_deref(), header.alg).unwrap().unwrap();
                         jwt.verify_with(token, header.alg, key).unwrap()
                     }
@@ -161,7 +166,10 @@ fn normalization(c: &mut Criterion) {
     for (name, input) in [
         ("typical", "/api/v1/items/42"),
         ("encoded", "/api/v1/it%65ms/%C3%A9t%C3%A9"),
-        ("hostile", "/a/./b/../../%2e%2e/c//d;x=1/%61dmin/./././../admin/users/../../x"),
+        (
+            "hostile",
+            "/a/./b/../../%2e%2e/c//d;x=1/%61dmin/./././../admin/users/../../x",
+        ),
     ] {
         group.bench_function(name, |b| b.iter(|| path::normalize(black_box(input), &options)));
     }
@@ -174,9 +182,17 @@ fn config_load(c: &mut Criterion) {
     let path: PathBuf = dir.path().join("bench.toml");
     let mut group = c.benchmark_group("config_load");
     group.sample_size(10);
-    group.bench_function("100k-line ip_file", |b| b.iter(|| config::load(black_box(&path)).unwrap()));
+    group.bench_function("100k-line ip_file", |b| {
+        b.iter(|| config::load(black_box(&path)).unwrap())
+    });
     group.finish();
 }
 
-criterion_group!(benches, decision_matrix, decision_with_identity, normalization, config_load);
+criterion_group!(
+    benches,
+    decision_matrix,
+    decision_with_identity,
+    normalization,
+    config_load
+);
 criterion_main!(benches);

@@ -68,7 +68,10 @@ impl RequestCounters {
         };
         let counter = metrics.requests.get_or_create(&labels).clone();
         counter.inc();
-        self.counters.write().unwrap_or_else(|e| e.into_inner()).insert(key, counter);
+        self.counters
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, counter);
     }
 }
 
@@ -168,8 +171,14 @@ mod tests {
         }
         cache.increment(&metrics, "allow", 200, None, String::new);
         let text = metrics.encode();
-        assert!(text.contains("portcullis_requests_total{decision=\"deny\",status=\"403\",rule=\"admin\"} 3"), "{text}");
-        assert!(text.contains("portcullis_requests_total{decision=\"allow\",status=\"200\",rule=\"\"} 1"), "{text}");
+        assert!(
+            text.contains("portcullis_requests_total{decision=\"deny\",status=\"403\",rule=\"admin\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portcullis_requests_total{decision=\"allow\",status=\"200\",rule=\"\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -119,7 +119,9 @@ fn effective_host(parts: &Parts) -> Result<Option<HeaderValue>, BadRequest> {
     }
     match authority {
         // The authority is what the request addresses; copy it into a header value.
-        Some(authority) => HeaderValue::from_str(authority).map(Some).map_err(|_| BadRequest::InvalidHost),
+        Some(authority) => HeaderValue::from_str(authority)
+            .map(Some)
+            .map_err(|_| BadRequest::InvalidHost),
         None => Ok(host_header.cloned()),
     }
 }

@@ -40,7 +40,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .get(TE)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"trailers"))
         && headers.get_all(TE).iter().count() == 1;
-    for name in [CONNECTION, TRAILER, TRANSFER_ENCODING, UPGRADE, KEEP_ALIVE, PROXY_CONNECTION] {
+    for name in [
+        CONNECTION,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+    ] {
         headers.remove(name);
     }
     if !keep_te_trailers {
@@ -121,7 +128,8 @@ pub fn set_forwarding_headers(headers: &mut HeaderMap, forwarding: &Forwarding<'
         let peer = forwarding.peer.to_str().unwrap_or_default();
         match earlier.is_empty() {
             true => forwarding.peer.clone(),
-            false => HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).unwrap_or_else(|_| forwarding.peer.clone()),
+            false => HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", ")))
+                .unwrap_or_else(|_| forwarding.peer.clone()),
         }
     } else {
         forwarding.peer.clone()
@@ -163,7 +171,10 @@ pub fn request_id(headers: &HeaderMap) -> RequestId {
     match headers.get(REQUEST_ID) {
         Some(value)
             if (1..=128).contains(&value.len())
-                && value.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)) =>
+                && value
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)) =>
         {
             RequestId(value.clone())
         }
@@ -189,7 +200,11 @@ fn generate_request_id() -> RequestId {
 fn same_to_backends(a: &str, b: &str) -> bool {
     let fold = |byte: u8| {
         let lower = byte.to_ascii_lowercase();
-        if lower.is_ascii_lowercase() || lower.is_ascii_digit() { lower } else { b'-' }
+        if lower.is_ascii_lowercase() || lower.is_ascii_digit() {
+            lower
+        } else {
+            b'-'
+        }
     };
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
@@ -210,7 +225,10 @@ pub fn remove_identity_headers(headers: &mut HeaderMap, config: &Config, peer: I
             || same_to_backends(name, upstream.roles.as_str())
             || trusted.is_some_and(|trusted| {
                 same_to_backends(name, trusted.user.as_str())
-                    || trusted.roles.as_ref().is_some_and(|roles| same_to_backends(name, roles.as_str()))
+                    || trusted
+                        .roles
+                        .as_ref()
+                        .is_some_and(|roles| same_to_backends(name, roles.as_str()))
             })
     };
     let doomed: Vec<HeaderName> = headers.keys().filter(|name| spoofable(name)).cloned().collect();
@@ -410,7 +428,10 @@ mod tests {
 
     #[test]
     fn valid_client_request_ids_are_kept_others_replaced() {
-        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123_X.y")])).as_str(), "abc-123_X.y");
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc-123_X.y")])).as_str(),
+            "abc-123_X.y"
+        );
         for bad in ["has space", "semi;colon", &"a".repeat(129)] {
             let generated = request_id(&headers(&[("x-request-id", bad)]));
             assert_ne!(generated.as_str(), bad);

@@ -72,7 +72,10 @@ pub async fn serve(
     generation
         .request_counters
         .increment(&shared.metrics, record.decision, record.status, record.rule, || {
-            record.rule.map(|id| policy.rule_name(id).to_string()).unwrap_or_default()
+            record
+                .rule
+                .map(|id| policy.rule_name(id).to_string())
+                .unwrap_or_default()
         });
     if let Some((method, raw_path)) = logged {
         tracing::info!(

@@ -137,7 +137,10 @@ pub fn upstream_uri(
         target.push('?');
         target.push_str(query);
     }
-    let authority = match host.filter(|_| upstream.scheme == Scheme::HTTPS).map(Authority::try_from) {
+    let authority = match host
+        .filter(|_| upstream.scheme == Scheme::HTTPS)
+        .map(Authority::try_from)
+    {
         Some(Ok(authority)) => authority,
         _ => upstream.authority.clone(),
     };

@@ -184,13 +184,17 @@ mod tests {
         let activity = Activity::new(Instant::now());
         let guard = activity.begin();
         let watcher = Arc::clone(&activity);
-        let watchdog = tokio::spawn(async move { watcher.expired(Duration::from_secs(10), Duration::from_secs(60)).await });
+        let watchdog =
+            tokio::spawn(async move { watcher.expired(Duration::from_secs(10), Duration::from_secs(60)).await });
         tokio::time::sleep(Duration::from_secs(90)).await;
         assert!(!watchdog.is_finished(), "a request in flight is not idleness");
         drop(guard);
         let ended = Instant::now();
         assert_eq!(watchdog.await.unwrap(), Expired::Idle);
         let idle_for = ended.elapsed();
-        assert!(idle_for >= Duration::from_secs(60) && idle_for <= Duration::from_secs(120), "{idle_for:?}");
+        assert!(
+            idle_for >= Duration::from_secs(60) && idle_for <= Duration::from_secs(120),
+            "{idle_for:?}"
+        );
     }
 }
