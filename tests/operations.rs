@@ -392,9 +392,16 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
             running.admin_get("/readyz").await.map(|r| r.0) == Some(503)
         })
         .await;
+    // /readyz turns first, then the listeners close: wait for the refusal, well within
+    // the slow request's 1.5 s, which must still complete.
+    running
+        .wait_for("new connections to be refused", async || {
+            tokio::net::TcpStream::connect(running.proxy).await.is_err()
+        })
+        .await;
     assert!(
-        tokio::net::TcpStream::connect(running.proxy).await.is_err(),
-        "new connections are refused"
+        !slow.is_finished(),
+        "the slow request was still in flight during the refusal"
     );
     assert_eq!(slow.await.unwrap(), 200, "the in-flight request completed");
     let status = tokio::time::timeout(Duration::from_secs(10), running.child.wait())

@@ -7,6 +7,7 @@
 
 mod activity;
 mod connection;
+pub mod proxy_protocol;
 mod reload;
 
 use std::io;
