@@ -26,6 +26,13 @@ pub struct UpstreamErrorLabels {
     pub kind: &'static str,
 }
 
+/// Labels of `portcullis_proxy_protocol_rejected_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyProtocolLabels {
+    /// `untrusted`, `malformed`, `truncated` or `timeout`.
+    pub reason: &'static str,
+}
+
 /// Labels of `portcullis_config_reloads_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -91,6 +98,8 @@ pub struct Metrics {
     pub active_connections: Gauge,
     /// Clients banned by `[identity.lockout]`.
     pub lockout_bans: Counter,
+    /// Connections closed on a `proxy_protocol` listener before their first request.
+    pub proxy_protocol_rejected: Family<ProxyProtocolLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -132,6 +141,12 @@ impl Default for Metrics {
             "Clients banned after repeated failed credentials",
             lockout_bans.clone(),
         );
+        let proxy_protocol_rejected = Family::<ProxyProtocolLabels, Counter>::default();
+        registry.register(
+            "portcullis_proxy_protocol_rejected",
+            "Connections closed for a missing, malformed or untrusted PROXY protocol header",
+            proxy_protocol_rejected.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -140,6 +155,7 @@ impl Default for Metrics {
             config_reloads,
             active_connections,
             lockout_bans,
+            proxy_protocol_rejected,
         }
     }
 }

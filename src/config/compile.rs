@@ -184,6 +184,9 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// A listener as written: its address, the key it came from, `tls`, `proxy_protocol`.
+type ListenerEntry<'k> = (Spanned<String>, &'k str, bool, Option<Spanned<bool>>);
+
 fn compile_server(
     c: &mut Compiler<'_>,
     raw: RawServer,
@@ -192,7 +195,7 @@ fn compile_server(
 ) -> Option<ServerSettings> {
     let mut listeners = Vec::new();
     let mut seen = HashSet::new();
-    let mut addresses: Vec<(Spanned<String>, &str, bool)> = raw
+    let mut addresses: Vec<ListenerEntry> = raw
         .listen
         .map(|listen| {
             let span = listen.span();
@@ -200,16 +203,21 @@ fn compile_server(
                 .into_inner()
                 .into_vec()
                 .into_iter()
-                .map(move |address| (Spanned::new(span.clone(), address), "server.listen", false))
+                .map(move |address| (Spanned::new(span.clone(), address), "server.listen", false, None))
                 .collect()
         })
         .unwrap_or_default();
     addresses.extend(raw.listeners.into_iter().map(|listener| {
         let listener = listener.into_inner();
         let tls = listener.tls.as_ref().is_some_and(|tls| *tls.get_ref());
-        (listener.address, "server.listener.address", tls)
+        (
+            listener.address,
+            "server.listener.address",
+            tls,
+            listener.proxy_protocol,
+        )
     }));
-    for (address, key, tls) in &addresses {
+    for (address, key, tls, proxy_protocol) in &addresses {
         let Some(parsed) = c.check(address, key, |text| parse_socket_address(text)) else {
             continue;
         };
@@ -218,9 +226,21 @@ fn compile_server(
             c.error(address, key, format!("`{parsed}` is listed twice"));
             continue;
         }
+        let proxy_protocol_on = proxy_protocol.as_ref().is_some_and(|on| *on.get_ref());
+        if let Some(flag) = proxy_protocol
+            .as_ref()
+            .filter(|_| proxy_protocol_on && raw.trusted_proxies.is_empty())
+        {
+            c.error(
+                flag,
+                "server.listener.proxy_protocol",
+                "needs `server.trusted_proxies`: only trusted proxies may send a PROXY header, so this listener could serve nobody",
+            );
+        }
         listeners.push(ListenerSettings {
             address: parsed,
             tls: *tls,
+            proxy_protocol: proxy_protocol_on,
         });
     }
     let tls = compile_tls(c, raw.tls.as_ref(), &listeners, &span);

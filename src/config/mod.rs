@@ -80,6 +80,9 @@ pub struct ListenerSettings {
     pub address: SocketAddr,
     /// Terminate TLS with `[server.tls]`.
     pub tls: bool,
+    /// Every connection starts with a PROXY protocol header from a trusted proxy: an
+    /// L4 balancer in front says who the client is.
+    pub proxy_protocol: bool,
 }
 
 /// `[server.tls]`, loaded and checked.

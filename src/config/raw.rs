@@ -99,6 +99,7 @@ pub struct RawServer {
 pub struct RawListener {
     pub address: Spanned<String>,
     pub tls: Option<Spanned<bool>>,
+    pub proxy_protocol: Option<Spanned<bool>>,
 }
 
 /// `[server.tls]`.

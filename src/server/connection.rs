@@ -16,10 +16,12 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
+use super::ConnectionSetup;
 use super::activity::{Activity, Expired, Tracked};
+use super::proxy_protocol::{self, ProxiedPeer, ProxyHeaderError};
 use crate::config::ServerSettings;
+use crate::metrics::ProxyProtocolLabels;
 use crate::proxy::{self, BodyError, ErrorChain, ResponseBody};
 use crate::state::{ConnectionInfo, Generation, Shared};
 
@@ -34,9 +36,9 @@ pub const MAX_HEADER_COUNT: usize = 100;
 /// Serves one accepted TCP connection until it closes, the watchdog fires, or
 /// shutdown has let its requests finish.
 pub async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    mut stream: TcpStream,
+    socket_peer: SocketAddr,
+    setup: ConnectionSetup,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
 ) {
@@ -47,17 +49,25 @@ pub async fn serve_connection(
         shared.metrics.active_connections.dec();
     });
     if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, %error, "could not disable Nagle's algorithm");
+        tracing::debug!(peer = %socket_peer, %error, "could not disable Nagle's algorithm");
     }
     // Connection settings (timeouts, limits, hyper's builder) come from the generation
     // current at accept; each request still loads the generation current at its arrival.
     let generation = shared.current();
-    let Some(acceptor) = tls else {
+    let server = &generation.config.server;
+    let peer = if setup.proxy_protocol {
+        match proxied_peer(&mut stream, socket_peer, &generation, &shared, opened).await {
+            Some(peer) => peer,
+            None => return,
+        }
+    } else {
+        socket_peer
+    };
+    let Some(acceptor) = setup.tls else {
         let info = ConnectionInfo::new(peer, false);
         serve_http(TokioIo::new(stream), info, &generation, &shared, opened).await;
         return;
     };
-    let server = &generation.config.server;
     // The handshake counts against request_header, like everything before hyper.
     let handshake = tokio::time::timeout_at(opened + server.timeouts.request_header, acceptor.accept(stream)).await;
     match handshake {
@@ -67,6 +77,38 @@ pub async fn serve_connection(
         }
         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "no TLS handshake within request_header; closing"),
+    }
+}
+
+/// The client's address from the PROXY header of a trusted proxy, read within
+/// `request_header` of the accept; `None` (counted, logged) closes the connection.
+async fn proxied_peer(
+    stream: &mut TcpStream,
+    socket_peer: SocketAddr,
+    generation: &Generation,
+    shared: &Shared,
+    opened: Instant,
+) -> Option<SocketAddr> {
+    let server = &generation.config.server;
+    let reject = |reason: &'static str| {
+        shared
+            .metrics
+            .proxy_protocol_rejected
+            .get_or_create(&ProxyProtocolLabels { reason })
+            .inc();
+        tracing::debug!(peer = %socket_peer, reason, "PROXY header refused; closing");
+        None
+    };
+    if !server.trusted_proxies.contains(socket_peer.ip()) {
+        return reject("untrusted");
+    }
+    let deadline = opened + server.timeouts.request_header;
+    match tokio::time::timeout_at(deadline, proxy_protocol::read_header(stream)).await {
+        Ok(Ok(ProxiedPeer::Client(client))) => Some(client),
+        Ok(Ok(ProxiedPeer::KeepSocketPeer)) => Some(socket_peer),
+        Ok(Err(ProxyHeaderError::Truncated)) => reject("truncated"),
+        Ok(Err(ProxyHeaderError::Malformed(_))) => reject("malformed"),
+        Err(_) => reject("timeout"),
     }
 }
 

@@ -72,7 +72,7 @@ impl Server {
         for listener in &config.server.listeners {
             listeners.push(bind(listener.address).await?);
         }
-        let listener_tls: Vec<bool> = config.server.listeners.iter().map(|listener| listener.tls).collect();
+        let listener_settings = config.server.listeners.clone();
         let admin_listener = match config.server.admin_listen {
             Some(address) => Some(bind(address).await?),
             None => None,
@@ -96,11 +96,14 @@ impl Server {
             .certificates
             .as_ref()
             .map(|resolver| tokio_rustls::TlsAcceptor::from(crate::tls::server_config(Arc::clone(resolver))));
-        for (listener, tls) in listeners.into_iter().zip(listener_tls) {
-            let handshake = if tls { acceptor.clone() } else { None };
+        for (listener, settings) in listeners.into_iter().zip(listener_settings) {
+            let setup = ConnectionSetup {
+                tls: if settings.tls { acceptor.clone() } else { None },
+                proxy_protocol: settings.proxy_protocol,
+            };
             accept_loops.spawn(accept_loop(
                 listener,
-                handshake,
+                setup,
                 Arc::clone(&shared),
                 connections.clone(),
                 Arc::clone(&slots),
@@ -169,11 +172,20 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { address, source })
 }
 
+/// What a listener does with a connection before hyper sees it.
+#[derive(Clone)]
+pub struct ConnectionSetup {
+    /// Terminate TLS with this acceptor.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Read a PROXY protocol header first (before TLS), from trusted proxies only.
+    pub proxy_protocol: bool,
+}
+
 /// Accepts until shutdown. Past `max_connections`, a new connection waits up to
 /// `PERMIT_WAIT` for a slot and is then closed; open connections are never touched.
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    setup: ConnectionSetup,
     shared: Arc<Shared>,
     connections: TaskTracker,
     slots: Arc<Semaphore>,
@@ -198,12 +210,12 @@ async fn accept_loop(
                 connections.spawn(connection::serve_connection(
                     stream,
                     peer,
-                    tls.clone(),
+                    setup.clone(),
                     Arc::clone(&shared),
                     permit,
                 ));
             }
-            Err(_) => wait_for_slot(stream, peer, tls.clone(), &shared, &connections, &slots, &waiting),
+            Err(_) => wait_for_slot(stream, peer, setup.clone(), &shared, &connections, &slots, &waiting),
         }
     }
 }
@@ -211,7 +223,7 @@ async fn accept_loop(
 fn wait_for_slot(
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    setup: ConnectionSetup,
     shared: &Arc<Shared>,
     connections: &TaskTracker,
     slots: &Arc<Semaphore>,
@@ -226,7 +238,7 @@ fn wait_for_slot(
     connections.spawn(async move {
         let _waiter = waiter;
         match tokio::time::timeout(PERMIT_WAIT, slots.acquire_owned()).await {
-            Ok(Ok(permit)) => connection::serve_connection(stream, peer, tls, shared, permit).await,
+            Ok(Ok(permit)) => connection::serve_connection(stream, peer, setup, shared, permit).await,
             _ => tracing::warn!(%peer, "max_connections reached; closing a new connection"),
         }
     });

@@ -253,6 +253,18 @@ fn duplicate_listen_addresses_are_errors() {
 }
 
 #[test]
+fn proxy_protocol_without_trusted_proxies_is_an_error_at_the_flag() {
+    let error = one_error(
+        "[server]\nupstream = \"http://a:1\"\n[[server.listener]]\naddress = \"127.0.0.1:8080\"\nproxy_protocol = true\n",
+    );
+    assert!(
+        error.starts_with("portcullis.toml:5:18: server.listener.proxy_protocol:"),
+        "{error}"
+    );
+    assert!(error.contains("trusted_proxies"), "{error}");
+}
+
+#[test]
 fn several_errors_are_all_reported() {
     let text = format!("{MINIMAL}[[rule]]\nname = \"a\"\nip = [\"nope\"]\npaths = [\"x\"]\naction = \"deny\"\n");
     assert_eq!(errors_of(&text).len(), 2);
