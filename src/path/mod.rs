@@ -116,6 +116,11 @@ pub enum PathError {
     /// and others strip the parameters and then climb.
     #[error("the path contains a '.' or '..' segment with parameters")]
     DotSegmentWithParameters,
+    /// A kept `%2F` or `%5C` inside `;parameters` (`/;%5C%23%2Fadmin`): the key
+    /// ends the parameters there, but a backend that decodes and then strips
+    /// parameters, or never splits on `\`, reads a different path.
+    #[error("the path contains an encoded '/' or '\\' inside ';parameters'")]
+    EscapedSeparatorInParameters,
     /// A dot segment that only some readings see (`/a%2F..%2Fb`, or `...`
     /// and `.. ` on a case-insensitive route): rejected rather than guessed.
     #[error("the path contains an ambiguous dot segment")]
@@ -173,10 +178,21 @@ fn normalize_slow(path: &str, opts: &PathOptions) -> Result<NormalizedPath, Path
 fn match_key_slow(path: &str, case_insensitive: bool) -> Result<String, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::NotOriginForm)?;
     let mut key = KeyBuilder::new(path.len(), case_insensitive);
+    let mut in_parameters = false;
     for unit in Units::new(rest) {
-        match key_piece(unit?) {
-            KeyPiece::Separator => key.end_segment()?,
-            KeyPiece::Parameters => key.start_parameters(),
+        let unit = unit?;
+        if in_parameters && matches!(unit, Unit::Escaped(b'/' | b'\\')) {
+            return Err(PathError::EscapedSeparatorInParameters);
+        }
+        match key_piece(unit) {
+            KeyPiece::Separator => {
+                in_parameters = false;
+                key.end_segment()?
+            }
+            KeyPiece::Parameters => {
+                in_parameters = true;
+                key.start_parameters()
+            }
             KeyPiece::Text(piece) => key.push(piece),
         }
     }
@@ -912,6 +928,17 @@ mod tests {
             &["/a%3Bb", "/a%3bb", "/..%3B/admin"],
             defaults(),
             PathError::EscapedSeparator,
+        );
+    }
+
+    #[test]
+    fn kept_escaped_slash_or_backslash_inside_parameters_is_rejected() {
+        // Found by the backend-reading property: the key ended the parameters at
+        // `%5C` (`/%23/admin`) while decode-then-strip read `/admin`.
+        assert_rejected(
+            &["/;%5c#%2fadmin", "/a;x%5Cy/b", "/a;x=%2F/admin"],
+            keep(),
+            PathError::EscapedSeparatorInParameters,
         );
     }
 
