@@ -3,7 +3,8 @@
 //! and 100,000 blocklisted CIDRs against 10, 200 and 2,000 path rules, so a regression
 //! to a linear scan shows up as a ratio, not as an absolute number on a noisy machine.
 //! The identity group adds what a credential costs on top (API key, cached Basic, JWT
-//! RS256), and the rest covers normalization and config loading.
+//! RS256), the GeoIP group what a country rule costs (database lookup included), and
+//! the rest covers normalization and config loading.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -19,11 +20,22 @@ use portcullis::request;
 use portcullis::rules::{Caller, NoTrace};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/identity");
+const GEOIP_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/geoip");
+
+/// What a bench config holds besides the blocklist and path rules.
+#[derive(Clone, Copy, Default)]
+struct Extras {
+    /// An authenticated `/api/**` rule and every identity source.
+    identity: bool,
+    /// `[geoip]` with the bench country database and an embargo rule first.
+    country_rule: bool,
+}
 
 /// A config with `cidrs` blocklisted /24s (in an ip_file), `path_rules` deny rules, an
-/// authenticated `/api/**` rule when `identity` is set, then allow-all: the shape of
-/// the load benchmark.
-fn config_with(dir: &Path, cidrs: u32, path_rules: usize, identity: bool) -> Config {
+/// authenticated `/api/**` rule and a country rule when `extras` ask, then allow-all:
+/// the shape of the load benchmark.
+fn config_with(dir: &Path, cidrs: u32, path_rules: usize, extras: Extras) -> Config {
+    let identity = extras.identity;
     let mut list = String::with_capacity(cidrs as usize * 16);
     for i in 0..cidrs {
         let [a, b, c, _] = (0x2000_0000 + i * 256).to_be_bytes();
@@ -39,6 +51,12 @@ fn config_with(dir: &Path, cidrs: u32, path_rules: usize, identity: bool) -> Con
              [identity.basic]\nhtpasswd_file = \"{FIXTURES}/users-cost10.htpasswd\"\n\
              [identity.jwt]\njwks_file = \"{FIXTURES}/jwks.json\"\nalgorithms = [\"RS256\"]\nissuer = \"https://idp.test/\"\n\
              audience = [\"portcullis-tests\"]\nroles_claim = \"realm_access.roles\"\n"
+        ));
+    }
+    if extras.country_rule {
+        text.push_str(&format!(
+            "[geoip]\ncountry_database = \"{GEOIP_FIXTURES}/bench-country.mmdb\"\n\
+             [[rule]]\nname = \"embargo\"\ncountries = [\"KP\", \"IR\", \"--\"]\naction = \"deny\"\n"
         ));
     }
     text.push_str("[[rule]]\nname = \"blocklist\"\nip_file = \"block.txt\"\naction = \"deny\"\n");
@@ -77,7 +95,7 @@ fn decision_matrix(c: &mut Criterion) {
     for cidrs in [10, 1_000, 100_000] {
         for path_rules in [10, 200, 2_000] {
             let dir = tempfile::tempdir().unwrap();
-            let config = config_with(dir.path(), cidrs, path_rules, false);
+            let config = config_with(dir.path(), cidrs, path_rules, Extras::default());
             let policy = &config.policy;
             let trusted = &config.server.trusted_proxies;
             group.bench_with_input(
@@ -100,7 +118,15 @@ fn decision_matrix(c: &mut Criterion) {
 /// verified (Basic from the verification cache), and the second decision.
 fn decision_with_identity(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_with(dir.path(), 100_000, 200, true);
+    let config = config_with(
+        dir.path(),
+        100_000,
+        200,
+        Extras {
+            identity: true,
+            ..Extras::default()
+        },
+    );
     let policy = &config.policy;
     let identity = &config.identity;
     let trusted = &config.server.trusted_proxies;
@@ -176,9 +202,55 @@ fn normalization(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same request with and without a country rule in front (one run, so the ratio
+/// is the figure): the lookup in the in-memory database plus the country index. And
+/// the lookup alone, for an IPv4 and an IPv6 client.
+fn decision_with_country_rule(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decision_with_geoip");
+    let peer: IpAddr = PEER.parse().unwrap();
+    let parts = request_parts("/api/v1/items/42?expand=owner", None);
+    for (name, country_rule) in [("without-country-rule", false), ("country-rule", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with(
+            dir.path(),
+            100_000,
+            200,
+            Extras {
+                country_rule,
+                ..Extras::default()
+            },
+        );
+        let policy = &config.policy;
+        let trusted = &config.server.trusted_proxies;
+        // The client must really be looked up (and placed), or this measures nothing.
+        let placed = config.geoip.locate("198.51.100.23".parse().unwrap()).country;
+        assert_eq!(placed.as_str(), if country_rule { "DE" } else { "--" });
+        if country_rule {
+            let v6 = config.geoip.locate("2a00:1450:4001::1".parse().unwrap()).country;
+            assert_eq!(v6.as_str(), "DE");
+        }
+        group.bench_function(BenchmarkId::new("100000cidrs-200paths", name), |b| {
+            b.iter(|| {
+                let mut inspected = request::inspect(black_box(&parts), peer, &policy.path_options, trusted).unwrap();
+                inspected.facts.location = config.geoip.locate(inspected.facts.client_ip);
+                black_box(policy.decide(&inspected.facts, &Caller::Unresolved, &mut NoTrace))
+            })
+        });
+        if country_rule {
+            for client in ["198.51.100.23", "2a00:1450:4001::1"] {
+                let ip: IpAddr = client.parse().unwrap();
+                group.bench_function(BenchmarkId::new("locate", client), |b| {
+                    b.iter(|| black_box(config.geoip.locate(black_box(ip))))
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
 fn config_load(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    config_with(dir.path(), 100_000, 10, false);
+    config_with(dir.path(), 100_000, 10, Extras::default());
     let path: PathBuf = dir.path().join("bench.toml");
     let mut group = c.benchmark_group("config_load");
     group.sample_size(10);
@@ -192,6 +264,7 @@ criterion_group!(
     benches,
     decision_matrix,
     decision_with_identity,
+    decision_with_country_rule,
     normalization,
     config_load
 );

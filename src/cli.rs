@@ -5,11 +5,12 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config};
 use crate::identity::{KeySource, fetch_once};
+use crate::rules::{Country, parse_asn};
 use crate::{demo, explain, lint, logging, policy_tests, server};
 
 /// portcullis: an HTTP reverse proxy that enforces access rules.
@@ -43,29 +44,39 @@ pub enum Command {
     },
     /// Show how a request would be decided: normalized path, client IP, identity, each
     /// rule tried, and the final decision.
-    Explain {
-        /// Request method.
-        #[arg(long, default_value = "GET")]
-        method: String,
-        /// State the client IP (skips the X-Forwarded-For walk).
-        #[arg(long)]
-        ip: Option<std::net::IpAddr>,
-        /// The connection's peer address.
-        #[arg(long, default_value = "192.0.2.1")]
-        peer: std::net::IpAddr,
-        /// A request header, `Name: value` (repeatable); credentials are verified.
-        #[arg(short = 'H', long = "header")]
-        headers: Vec<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        /// The path (`/admin/users`) or URL (`https://admin.example.com/admin/users`).
-        target: String,
-    },
+    Explain(ExplainArgs),
     /// Start a built-in echo upstream and the proxy with config/demo.toml, and print curl lines to try.
     Demo,
     /// Read an API key on stdin and print the `sha256 = "…"` line for the config.
     HashKey,
+}
+
+/// The request `explain` is asked about.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// State the client IP (skips the X-Forwarded-For walk).
+    #[arg(long)]
+    ip: Option<std::net::IpAddr>,
+    /// The connection's peer address.
+    #[arg(long, default_value = "192.0.2.1")]
+    peer: std::net::IpAddr,
+    /// State the client's country (ISO 3166-1 alpha-2, or `--`) instead of the database's.
+    #[arg(long, value_parser = |text: &str| Country::parse(text))]
+    country: Option<Country>,
+    /// State the client's autonomous system number instead of the database's.
+    #[arg(long, value_parser = |text: &str| text.parse::<i64>().map_err(|e| e.to_string()).and_then(parse_asn))]
+    asn: Option<u32>,
+    /// A request header, `Name: value` (repeatable); credentials are verified.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The path (`/admin/users`) or URL (`https://admin.example.com/admin/users`).
+    target: String,
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -73,14 +84,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
         Command::Check { offline } => check(&cli.config, offline),
-        Command::Explain {
-            method,
-            ip,
-            peer,
-            headers,
-            json,
-            target,
-        } => explain_command(&cli.config, &method, ip, peer, &headers, json, target),
+        Command::Explain(args) => explain_command(&cli.config, args),
         Command::Demo => demo::main(),
         Command::HashKey => hash_key(),
     }
@@ -153,20 +157,13 @@ fn fetch_jwks(url: &http::Uri) -> Result<(), String> {
     runtime.block_on(fetch_once(url)).map(drop)
 }
 
-fn explain_command(
-    path: &std::path::Path,
-    method: &str,
-    ip: Option<std::net::IpAddr>,
-    peer: std::net::IpAddr,
-    headers: &[String],
-    json: bool,
-    target: String,
-) -> ExitCode {
+fn explain_command(path: &std::path::Path, args: ExplainArgs) -> ExitCode {
     let config = match load_or_report(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let question = match question(method, ip, peer, headers, target) {
+    let json = args.json;
+    let question = match question(args) {
         Ok(question) => question,
         Err(message) => {
             eprintln!("portcullis explain: {message}");
@@ -197,16 +194,11 @@ fn explain_command(
     }
 }
 
-fn question(
-    method: &str,
-    ip: Option<std::net::IpAddr>,
-    peer: std::net::IpAddr,
-    headers: &[String],
-    target: String,
-) -> Result<explain::Question, String> {
+fn question(args: ExplainArgs) -> Result<explain::Question, String> {
+    let method = &args.method;
     let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| format!("`{method}` is not a method"))?;
     let mut map = http::HeaderMap::new();
-    for header in headers {
+    for header in &args.headers {
         let (name, value) = header
             .split_once(':')
             .ok_or_else(|| format!("`{header}` is not a header; write it as 'Name: value'"))?;
@@ -217,9 +209,11 @@ fn question(
     }
     Ok(explain::Question {
         method,
-        target,
-        ip,
-        peer,
+        target: args.target,
+        ip: args.ip,
+        peer: args.peer,
+        country: args.country,
+        asn: args.asn,
         headers: map,
     })
 }
@@ -246,7 +240,7 @@ pub fn summary(path: &std::path::Path, config: &Config) -> String {
         .collect();
     let upstream = &config.server.upstream;
     format!(
-        "{} is valid: {} rule{} ({} CIDR{} in {} index ranges), default {}, mode {}; {} test{} passed; listening on {}; forwarding to {}://{}{}; {} file{} read.",
+        "{} is valid: {} rule{} ({} CIDR{} in {} index ranges), default {}, mode {}; {} test{} passed;{} listening on {}; forwarding to {}://{}{}; {} file{} read.",
         path.display(),
         rules.len(),
         plural(rules.len()),
@@ -263,6 +257,7 @@ pub fn summary(path: &std::path::Path, config: &Config) -> String {
         },
         config.tests.len(),
         plural(config.tests.len()),
+        geoip_summary(config),
         listeners.join(", "),
         upstream.scheme,
         upstream.authority,
@@ -270,6 +265,35 @@ pub fn summary(path: &std::path::Path, config: &Config) -> String {
         config.files.len(),
         plural(config.files.len()),
     )
+}
+
+/// ` GeoIP GeoLite2-Country (built 3 days ago), GeoLite2-ASN (...);` or nothing.
+fn geoip_summary(config: &Config) -> String {
+    let databases: Vec<String> = [config.geoip.country_database(), config.geoip.asn_database()]
+        .into_iter()
+        .flatten()
+        .map(|database| {
+            let days = std::time::SystemTime::now()
+                .duration_since(database.built())
+                .map_or(0, |age| age.as_secs() / 86_400);
+            let bytes = database.bytes();
+            let size = if bytes < 1_000_000 {
+                format!("{} kB", bytes.div_ceil(1_000))
+            } else {
+                format!("{:.1} MB", bytes as f64 / 1e6)
+            };
+            format!(
+                "{} ({size}, built {days} day{} ago)",
+                database.database_type(),
+                plural(usize::try_from(days).unwrap_or(usize::MAX))
+            )
+        })
+        .collect();
+    if databases.is_empty() {
+        String::new()
+    } else {
+        format!(" GeoIP {};", databases.join(", "))
+    }
 }
 
 fn plural(count: usize) -> &'static str {

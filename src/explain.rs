@@ -1,7 +1,7 @@
 //! `portcullis explain`: how a request would be decided, step by step.
 //!
 //! The request goes through the very functions a live one does — `request::inspect`
-//! for the facts, `Policy::decide` and the identity `Resolver` for the decision —
+//! for the facts, `GeoIp::locate` for the client's place, `Policy::decide` and the identity `Resolver` for the decision —
 //! with a `Recorder` as the tracer where the server passes `NoTrace`. So what
 //! `explain` prints is what the server does, not a second implementation of it.
 
@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::identity::{IdentityState, KeySource, Resolver, Stop, Verifier};
 use crate::request;
-use crate::rules::{Caller, Decision, Outcome, SelectorSets, Tracer};
+use crate::rules::{Caller, Country, Decision, Location, Outcome, SelectorSets, Tracer};
 
 /// What `explain` is asked about.
 #[derive(Debug, Clone)]
@@ -27,6 +27,10 @@ pub struct Question {
     pub ip: Option<IpAddr>,
     /// The connection's peer.
     pub peer: IpAddr,
+    /// A stated country for the client IP (instead of the database's answer).
+    pub country: Option<Country>,
+    /// A stated ASN for the client IP (instead of the database's answer).
+    pub asn: Option<u32>,
     /// Request headers, credentials included (they are verified).
     pub headers: HeaderMap,
 }
@@ -48,12 +52,27 @@ pub struct Explanation {
     pub client_ip_source: Option<&'static str>,
     /// The peer address.
     pub peer: String,
+    /// The client's country and ASN as the rules see them.
+    pub location: Option<LocationReport>,
     /// Who is calling.
     pub identity: IdentityReport,
     /// Every rule in file order.
     pub rules: Vec<RuleReport>,
     /// The final decision.
     pub decision: DecisionReport,
+}
+
+/// The client's place, and where each part came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationReport {
+    /// ISO code, `--` when unplaced; `None` when no rule lists `countries` (not looked up).
+    pub country: Option<String>,
+    /// `stated`, or the database type (`GeoLite2-Country`).
+    pub country_source: Option<String>,
+    /// The ASN; `None` when not looked up or not in the database.
+    pub asn: Option<u32>,
+    /// `stated`, or the database type (`GeoLite2-ASN`); `None` when not looked up.
+    pub asn_source: Option<String>,
 }
 
 /// The caller as the identity step saw it.
@@ -116,8 +135,8 @@ pub struct DecisionReport {
 /// `selectors`, so a second pass (after the identity step) replaces the first.
 #[derive(Debug, Default)]
 struct Recorder {
-    /// Per rule: (ip, methods, hosts, paths) admitted.
-    selectors: Vec<[bool; 4]>,
+    /// Per rule: (ip, countries, asns, methods, hosts, paths) admitted.
+    selectors: Vec<[bool; 6]>,
     audit_skipped: Vec<usize>,
 }
 
@@ -128,6 +147,8 @@ impl Tracer for Recorder {
             .map(|id| {
                 [
                     sets.ip.contains(id),
+                    sets.countries.contains(id),
+                    sets.asns.contains(id),
                     sets.methods.contains(id),
                     sets.hosts.contains(id),
                     sets.paths.contains(id),
@@ -165,6 +186,7 @@ pub async fn explain(config: &Config, question: &Question) -> Result<Explanation
                 client_ip: None,
                 client_ip_source: None,
                 peer: question.peer.to_string(),
+                location: None,
                 identity: IdentityReport::NotNeeded,
                 rules: Vec::new(),
                 decision: DecisionReport {
@@ -185,6 +207,10 @@ pub async fn explain(config: &Config, question: &Question) -> Result<Explanation
         None if inspected.facts.client_ip == inspected.facts.peer => "peer",
         None => "x-forwarded-for",
     };
+    inspected.facts.location = config
+        .geoip
+        .locate_stated(inspected.facts.client_ip, question.country, question.asn);
+    let location = location_report(config, question, &inspected.facts.location);
     let facts = &inspected.facts;
 
     let state = IdentityState::default();
@@ -230,9 +256,40 @@ pub async fn explain(config: &Config, question: &Question) -> Result<Explanation
         client_ip: Some(facts.client_ip.to_string()),
         client_ip_source: Some(client_ip_source),
         peer: facts.peer.to_string(),
+        location,
         identity,
         rules: rule_reports(config, &recorder, decision),
         decision: decision_report(config, decision),
+    })
+}
+
+/// The location line: what `locate_stated` gave, and where from. `None` when neither
+/// a rule nor the question involves a country or an ASN.
+fn location_report(config: &Config, question: &Question, location: &Location) -> Option<LocationReport> {
+    let geoip = &config.geoip;
+    let source = |stated: bool, looked_up: bool, database: Option<&crate::geoip::Database>| {
+        if stated {
+            Some("stated".to_string())
+        } else if looked_up {
+            database.map(|database| database.database_type().to_string())
+        } else {
+            None
+        }
+    };
+    let country_source = source(
+        question.country.is_some(),
+        geoip.looks_up_country(),
+        geoip.country_database(),
+    );
+    let asn_source = source(question.asn.is_some(), geoip.looks_up_asn(), geoip.asn_database());
+    if country_source.is_none() && asn_source.is_none() {
+        return None;
+    }
+    Some(LocationReport {
+        country: country_source.as_ref().map(|_| location.country.to_string()),
+        country_source,
+        asn: location.asn,
+        asn_source,
     })
 }
 
@@ -242,7 +299,7 @@ fn rule_reports(config: &Config, recorder: &Recorder, decision: &Decision) -> Ve
         .iter()
         .enumerate()
         .map(|(id, rule)| {
-            let admitted = recorder.selectors.get(id).copied().unwrap_or([true; 4]);
+            let admitted = recorder.selectors.get(id).copied().unwrap_or([true; 6]);
             let (result, why) = if decision.rule.is_some_and(|deciding| id > deciding) {
                 ("not reached", Vec::new())
             } else if admitted.iter().all(|&ok| ok) {
@@ -257,6 +314,8 @@ fn rule_reports(config: &Config, recorder: &Recorder, decision: &Decision) -> Ve
             } else {
                 let labels = [
                     "client IP not in its ip/ip_file",
+                    "country not in its countries",
+                    "ASN not in its asns",
                     "method not in its methods",
                     "host not in its hosts",
                     "path not in its paths",
@@ -334,6 +393,19 @@ pub fn render_text(explanation: &Explanation) -> String {
     }
     if let (Some(ip), Some(source)) = (&e.client_ip, e.client_ip_source) {
         let _ = writeln!(out, "client ip  {ip}   ({source}; peer {})", e.peer);
+    }
+    if let Some(location) = &e.location {
+        let mut parts = Vec::new();
+        if let (Some(country), Some(source)) = (&location.country, &location.country_source) {
+            parts.push(format!("country {country} ({source})"));
+        }
+        if let Some(source) = &location.asn_source {
+            match location.asn {
+                Some(asn) => parts.push(format!("AS{asn} ({source})")),
+                None => parts.push(format!("no ASN ({source})")),
+            }
+        }
+        let _ = writeln!(out, "location   {}", parts.join(", "));
     }
     let identity = match &e.identity {
         IdentityReport::NotNeeded => "not needed".to_string(),

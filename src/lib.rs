@@ -3,7 +3,8 @@
 //! hiding 404.
 //!
 //! The modules follow a request: `server` accepts it, `request` turns it into the
-//! facts the rules see (with `path` normalizing the path), `rules` decides, `proxy`
+//! facts the rules see (with `path` normalizing the path and `geoip` placing the
+//! client), `rules` decides, `proxy`
 //! forwards or `respond` answers. `config` builds the compiled policy; `admin` and
 //! `metrics` expose health and counters; `cli` is what the binary runs.
 
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod explain;
+pub mod geoip;
 pub mod identity;
 pub mod lint;
 pub mod logging;

@@ -2,6 +2,7 @@
 //! operator meant. A warning never stops a start or a reload.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use http::header::{AUTHORIZATION, COOKIE};
 
@@ -36,7 +37,31 @@ pub fn warnings(config: &Config) -> Vec<Warning> {
     warnings.extend(weak_bcrypt_costs(config));
     warnings.extend(unscoped_jwt(config));
     warnings.extend(literal_credentials_in_tests(config));
+    warnings.extend(stale_geoip_databases(config, SystemTime::now()));
     warnings
+}
+
+/// Providers publish GeoIP databases weekly, and a stale one places reassigned
+/// networks in their old countries; MaxMind's GeoLite2 licence also asks for updates
+/// within 30 days.
+const STALE_GEOIP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn stale_geoip_databases(config: &Config, now: SystemTime) -> Vec<Warning> {
+    [config.geoip.country_database(), config.geoip.asn_database()]
+        .into_iter()
+        .flatten()
+        .filter_map(|database| {
+            let age = now.duration_since(database.built()).ok()?;
+            (age > STALE_GEOIP).then(|| Warning {
+                origin: database.path().display().to_string(),
+                message: format!(
+                    "GeoIP database `{}` was built {} days ago; databases change weekly — update it (geoipupdate, or a fresh DB-IP lite download) and the proxy reloads it",
+                    database.database_type(),
+                    age.as_secs() / 86_400
+                ),
+            })
+        })
+        .collect()
 }
 
 /// A rule with its IP networks as a range set, so coverage checks are lookups.
@@ -84,7 +109,11 @@ impl<'a> RuleView<'a> {
             (Some(_), None) => false,
             (Some(wide), Some(narrow)) => narrow.iter().all(|p| wide.iter().any(|w| p.is_covered_by(w))),
         };
-        ips && methods && hosts && paths
+        ips && list_covers(&mine.countries, &theirs.countries)
+            && list_covers(&mine.asns, &theirs.asns)
+            && methods
+            && hosts
+            && paths
     }
 
     /// Whether some request could match both rules.
@@ -108,7 +137,11 @@ impl<'a> RuleView<'a> {
             (Some(a), Some(b)) => a.iter().any(|x| b.iter().any(|y| x.overlaps(y))),
             _ => true,
         };
-        ips && methods && hosts && paths
+        ips && lists_overlap(&mine.countries, &theirs.countries)
+            && lists_overlap(&mine.asns, &theirs.asns)
+            && methods
+            && hosts
+            && paths
     }
 
     /// Whether the rule can match at all (an empty `ip_file` matches nothing).
@@ -119,6 +152,24 @@ impl<'a> RuleView<'a> {
     /// Whether the rule exists to keep requests out: a deny rule or a gate.
     fn protects(&self) -> bool {
         self.rule.denies() || self.rule.gate.is_some()
+    }
+}
+
+/// For selectors over one value per request (`countries`, `asns`): a list admits every
+/// value another admits when it has no list or contains each listed value.
+fn list_covers<T: PartialEq>(wide: &Option<Vec<T>>, narrow: &Option<Vec<T>>) -> bool {
+    match (wide, narrow) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(wide), Some(narrow)) => narrow.iter().all(|value| wide.contains(value)),
+    }
+}
+
+/// Whether one value could be admitted by both lists.
+fn lists_overlap<T: PartialEq>(a: &Option<Vec<T>>, b: &Option<Vec<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.iter().any(|value| b.contains(value)),
+        _ => true,
     }
 }
 
@@ -176,7 +227,7 @@ fn bare_protected_patterns<'a>(rule: &'a Rule, rules: &'a [Rule]) -> impl Iterat
         .map(move |pattern| Warning {
             origin: rule.origin.clone(),
             message: format!(
-                "rule `{}`: pattern `{}` matches only that exact path, not `{0}/` or anything below it; no rule has `{}/**` — add it if the subtree should be protected too",
+                "rule `{}`: pattern `{}` matches only that exact path, not `{1}/` or anything below it; no rule has `{}/**` — add it if the subtree should be protected too",
                 rule.name,
                 pattern.written(),
                 pattern.written().trim_end_matches('/'),

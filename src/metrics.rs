@@ -26,6 +26,13 @@ pub struct UpstreamErrorLabels {
     pub kind: &'static str,
 }
 
+/// Labels of `portcullis_geoip_database_build_timestamp_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GeoIpLabels {
+    /// `country` or `asn`.
+    pub database: &'static str,
+}
+
 /// Labels of `portcullis_proxy_protocol_rejected_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProxyProtocolLabels {
@@ -100,6 +107,31 @@ pub struct Metrics {
     pub lockout_bans: Counter,
     /// Connections closed on a `proxy_protocol` listener before their first request.
     pub proxy_protocol_rejected: Family<ProxyProtocolLabels, Counter>,
+    /// When the serving GeoIP databases were built, so a stalled update can alert.
+    pub geoip_database_built: Family<GeoIpLabels, Gauge>,
+}
+
+impl Metrics {
+    /// Publishes the build time of each database `geoip` serves (0 for one that is
+    /// not configured).
+    pub fn set_geoip(&self, geoip: &crate::geoip::GeoIp) {
+        let seconds = |database: Option<&crate::geoip::Database>| {
+            database.map_or(0, |database| {
+                database
+                    .built()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+            })
+        };
+        for (database, built) in [
+            ("country", seconds(geoip.country_database())),
+            ("asn", seconds(geoip.asn_database())),
+        ] {
+            self.geoip_database_built
+                .get_or_create(&GeoIpLabels { database })
+                .set(built);
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -147,8 +179,15 @@ impl Default for Metrics {
             "Connections closed for a missing, malformed or untrusted PROXY protocol header",
             proxy_protocol_rejected.clone(),
         );
+        let geoip_database_built = Family::<GeoIpLabels, Gauge>::default();
+        registry.register(
+            "portcullis_geoip_database_build_timestamp_seconds",
+            "Build time (Unix seconds) of the GeoIP databases in use; 0 when not configured",
+            geoip_database_built.clone(),
+        );
         Metrics {
             registry,
+            geoip_database_built,
             requests,
             request_duration,
             upstream_errors,

@@ -2,8 +2,9 @@
 //! start and reload (SPEC §2). A config whose tests fail is not deployed.
 //!
 //! Each case builds a request and goes through the same functions as a live request —
-//! `request::inspect` for the facts and `Policy::decide` for the decision — with the
-//! stated client IP and identity instead of a socket and credentials. Cases run as
+//! `request::inspect` for the facts, `GeoIp::locate` for the client's country and ASN,
+//! and `Policy::decide` for the decision — with the stated client IP (and, when given,
+//! country, ASN and identity) instead of a socket, databases and credentials. Cases run as
 //! `mode = "enforce"` and without lockout.
 
 use std::net::IpAddr;
@@ -13,7 +14,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use crate::config::{Config, ConfigError, Location};
 use crate::identity::{Credential, Identity, Scheme, read_credential};
 use crate::request;
-use crate::rules::{Caller, NoTrace, Outcome};
+use crate::rules::{Caller, Country, NoTrace, Outcome};
 
 /// One compiled `[[test]]`.
 #[derive(Debug, Clone)]
@@ -32,6 +33,10 @@ pub struct PolicyTest {
     pub client_ip: IpAddr,
     /// The connection's peer (for trusted-header cases).
     pub peer: IpAddr,
+    /// A stated country for the client IP, instead of the database's answer.
+    pub country: Option<Country>,
+    /// A stated ASN for the client IP, instead of the database's answer.
+    pub asn: Option<u32>,
     /// A stated identity, standing in for credentials.
     pub identity: Option<Identity>,
     /// Expected status: 200 means forwarded.
@@ -69,6 +74,7 @@ pub fn evaluate(config: &Config, test: &PolicyTest) -> TestOutcome {
         }
     };
     inspected.facts.client_ip = test.client_ip;
+    inspected.facts.location = config.geoip.locate_stated(test.client_ip, test.country, test.asn);
     let trusted = match read_credential(&parts.headers, test.peer, &config.identity) {
         Some(Credential::Trusted { user, roles }) => Some(Identity {
             user,

@@ -12,7 +12,7 @@ use http::request::Parts;
 use http::{Method, Version};
 
 use crate::path::{self, NormalizedPath, PathError, PathOptions};
-use crate::rules::{IpRangeSet, RequestFacts, canonical_ip};
+use crate::rules::{IpRangeSet, Location, RequestFacts, canonical_ip};
 
 /// Why a request is refused with 400 before any rule runs. The messages are safe to
 /// show to the client.
@@ -77,6 +77,7 @@ pub fn inspect(
             client_ip,
             peer,
             preflight: parts.method == Method::OPTIONS && parts.headers.contains_key("access-control-request-method"),
+            location: Location::default(),
         },
         host_as_sent,
     })

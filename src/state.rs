@@ -79,9 +79,11 @@ impl Shared {
             .as_ref()
             .map(|tls| CertResolver::new(Arc::clone(&tls.certified_key)));
         let generation = Generation::build(config, &identity).await?;
+        let metrics = Metrics::default();
+        metrics.set_geoip(&generation.config.geoip);
         Ok(Arc::new(Shared {
             current: ArcSwap::from_pointee(generation),
-            metrics: Metrics::default(),
+            metrics,
             identity,
             shutdown: CancellationToken::new(),
             tunnels: TaskTracker::new(),
@@ -95,11 +97,13 @@ impl Shared {
     }
 
     /// Makes `generation` the one new requests use; requests in flight keep theirs.
-    /// Its certificate (already checked against its key) serves new TLS handshakes.
+    /// Its certificate (already checked against its key) serves new TLS handshakes, and
+    /// its GeoIP databases' build times are published.
     pub fn replace(&self, generation: Generation) {
         if let (Some(resolver), Some(tls)) = (&self.certificates, &generation.config.server.tls) {
             resolver.replace(Arc::clone(&tls.certified_key));
         }
+        self.metrics.set_geoip(&generation.config.geoip);
         self.current.store(Arc::new(generation));
     }
 

@@ -4,118 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::binary::{BIN, Running, free_port};
 use common::{Behaviour, Upstream};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The binary running a config file, with its stderr (the logs) in a file.
-struct Running {
-    child: Child,
-    proxy: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    log: PathBuf,
-}
-
-impl Running {
-    async fn start(dir: &Path, config: &Path) -> Running {
-        let log = dir.join("portcullis.log");
-        let child = Command::new(BIN)
-            .arg("-c")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let text = std::fs::read_to_string(config).unwrap();
-        let address = |key: &str| -> std::net::SocketAddr {
-            let line = text.lines().find(|l| l.starts_with(key)).unwrap();
-            line.split('"').nth(1).unwrap().parse().unwrap()
-        };
-        let running = Running {
-            child,
-            proxy: address("listen"),
-            admin: address("admin_listen"),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while running.admin_get("/readyz").await.map(|(status, _)| status) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "the binary did not become ready:\n{}",
-                running.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        running
-    }
-
-    async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
-        tokio::net::TcpStream::connect(self.admin).await.ok()?;
-        let response = common::raw_exchange(
-            self.admin,
-            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await;
-        Some((response.status, response.body_text()))
-    }
-
-    async fn metrics(&self) -> String {
-        self.admin_get("/metrics").await.unwrap().1
-    }
-
-    async fn get(&self, path: &str) -> u16 {
-        common::raw_exchange(
-            self.proxy,
-            format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .status
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().unwrap().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    async fn wait_for(&self, what: &str, mut condition: impl AsyncFnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !condition().await {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
 
 fn config_text(upstream: &Upstream, proxy: u16, admin: u16, rules: &str) -> String {
     format!(
@@ -538,14 +432,14 @@ fn explain_shows_an_allowed_request_rule_by_rule() {
     );
     assert!(text.contains("client ip  192.0.2.1   (peer; peer 192.0.2.1)"), "{text}");
     assert!(
-        text.contains("1  blocklist            no match       client IP not in its ip/ip_file"),
+        text.contains("1  blocklist               no match       client IP not in its ip/ip_file"),
         "{text}"
     );
     assert!(
-        text.contains("6  public-read          matched        decides"),
+        text.contains("8  public-read             matched        decides"),
         "{text}"
     );
-    assert!(text.contains("7  api-writes           not reached"), "{text}");
+    assert!(text.contains("9  api-writes              not reached"), "{text}");
     assert!(
         text.contains("decision   allow (forwarded): allowed by rule \"public-read\""),
         "{text}"
@@ -561,7 +455,7 @@ fn explain_shows_a_denial_and_a_hidden_denial() {
     );
     let (_, hidden) = explain(&["--ip", "192.0.2.77", "https://admin.example.com/admin/users"]);
     assert!(
-        hidden.contains("4  admin-closed         matched        decides"),
+        hidden.contains("6  admin-closed            matched        decides"),
         "{hidden}"
     );
     assert!(
@@ -620,14 +514,18 @@ fn explain_json_is_machine_readable() {
     assert_eq!(json["decision"]["rule"], "api-writes");
     assert_eq!(json["decision"]["forwarded"], false);
     assert_eq!(json["identity"]["state"], "anonymous");
-    assert_eq!(json["rules"][6]["result"], "matched");
+    assert_eq!(json["rules"][8]["result"], "matched");
+    assert_eq!(
+        json["location"]["country"], "FR",
+        "192.0.2.1 has only a registered country"
+    );
     assert_eq!(json["match_key"], "/api/orders");
 }
 
 #[test]
 fn explain_shows_audit_skips() {
     let (_, text) = explain(&["/api/v1/items"]);
-    assert!(text.contains("old-api-trial-block  audit: skipped"), "{text}");
+    assert!(text.contains("old-api-trial-block     audit: skipped"), "{text}");
     assert!(
         text.contains("audit rules that would have denied: old-api-trial-block"),
         "{text}"

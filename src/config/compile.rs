@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -15,18 +16,19 @@ mod policy_tests;
 
 use super::error::{ConfigError, ConfigErrors, SourceFile, error_at};
 use super::raw::{
-    RawAction, RawConfig, RawEscapedSlashes, RawLogFormat, RawMode, RawRule, RawServer, RawTimeouts, RawTls,
+    RawAction, RawConfig, RawEscapedSlashes, RawGeoIp, RawLogFormat, RawMode, RawRule, RawServer, RawTimeouts, RawTls,
     RawUpstreamTls,
 };
 use super::{
     Config, ListenerSettings, LogFormat, LogSettings, ServerSettings, Timeouts, TlsSettings, Upstream, parse_duration,
 };
+use crate::geoip::{self, Database, GeoIp};
 use crate::identity::IdentityConfig;
 use crate::path::{self, EscapedSlashes, PathOptions};
 use crate::respond::CustomBodies;
 use crate::rules::{
-    Action, Gate, HostPattern, IpRangeSet, Mode, PathPattern, Policy, Rule, RuleSet, Selectors, parse_cidr,
-    parse_method,
+    Action, Country, Gate, HostPattern, IpRangeSet, Mode, PathPattern, Policy, Rule, RuleSet, Selectors, parse_asn,
+    parse_cidr, parse_method,
 };
 
 /// Collects errors while compiling, so one run reports all of them.
@@ -103,7 +105,17 @@ pub(super) fn compile(source: &SourceFile, base: &Path) -> Result<Config, Config
     let default_hide = raw.policy.hide.unwrap_or(false);
     let identity = identity::compile_identity(&mut compiler, raw.identity);
     let upstream_headers = identity::compile_upstream_headers(&mut compiler, &raw.upstream_headers);
-    let rules = compile_rules(&mut compiler, raw.rules, &path_options, default_hide, &identity);
+    let databases = compile_geoip(&mut compiler, raw.geoip.as_ref());
+    let rules = compile_rules(
+        &mut compiler,
+        raw.rules,
+        &RuleContext {
+            path_options: &path_options,
+            default_hide,
+            identity: &identity,
+            geoip: raw.geoip.as_ref(),
+        },
+    );
     let rule_names: std::collections::HashSet<&str> = rules.iter().flatten().map(|rule| rule.name.as_str()).collect();
     let tests = policy_tests::compile_tests(&mut compiler, raw.tests, &rule_names);
     let responses = compile_responses(&mut compiler, raw.responses);
@@ -117,13 +129,15 @@ pub(super) fn compile(source: &SourceFile, base: &Path) -> Result<Config, Config
     if !compiler.errors.is_empty() {
         return Err(ConfigErrors(compiler.errors));
     }
-    let (Some(server), Some(rules), Some(responses)) = (server, rules, responses) else {
+    let (Some(server), Some(rules), Some(responses), Some(databases)) = (server, rules, responses, databases) else {
         unreachable!("every compile step that returns None records an error");
     };
+    let rules = RuleSet::new(rules);
     Ok(Config {
         server,
+        geoip: GeoIp::new(databases.country, databases.asn, &rules),
         policy: Policy {
-            rules: RuleSet::new(rules),
+            rules,
             default_action: action(raw.policy.default.unwrap_or(RawAction::Deny)),
             default_hide,
             mode: match raw.policy.mode {
@@ -474,13 +488,20 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
     })
 }
 
+/// What compiling a rule needs from the rest of the config.
+struct RuleContext<'a> {
+    path_options: &'a PathOptions,
+    default_hide: bool,
+    identity: &'a IdentityConfig,
+    geoip: Option<&'a RawGeoIp>,
+}
+
 fn compile_rules(
     c: &mut Compiler<'_>,
     raw_rules: Vec<Spanned<RawRule>>,
-    path_options: &PathOptions,
-    default_hide: bool,
-    identity: &IdentityConfig,
+    context: &RuleContext<'_>,
 ) -> Option<Vec<Rule>> {
+    let path_options = context.path_options;
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut rules = Vec::new();
     let errors_before = c.errors.len();
@@ -499,6 +520,7 @@ fn compile_rules(
         }
         let key = |field: &str| format!("rule \"{name}\".{field}");
         let ips = compile_ips(c, &raw, &key("ip"));
+        let (countries, asns) = compile_location_selectors(c, &raw, &name, context.geoip);
         let methods = raw.methods.as_ref().map(|list| {
             non_empty(c, list, &key("methods"), "methods");
             list.get_ref()
@@ -520,15 +542,17 @@ fn compile_rules(
                 .filter_map(|pattern| c.check(pattern, &key("paths"), |text| PathPattern::parse(text, path_options)))
                 .collect::<Vec<_>>()
         });
-        let gate = compile_gate(c, &raw, &name, identity);
+        let gate = compile_gate(c, &raw, &name, context.identity);
         rules.push(Rule {
             name,
             action: action(*raw.action.get_ref()),
-            hide: raw.hide.unwrap_or(default_hide),
+            hide: raw.hide.unwrap_or(context.default_hide),
             audit: raw.audit.unwrap_or(false),
             gate,
             selectors: Selectors {
                 ips,
+                countries,
+                asns,
                 methods,
                 hosts,
                 paths,
@@ -537,6 +561,88 @@ fn compile_rules(
         });
     }
     (c.errors.len() == errors_before).then_some(rules)
+}
+
+/// The `[geoip]` databases, before the rules say which lookups they need.
+struct Databases {
+    country: Option<Arc<Database>>,
+    asn: Option<Arc<Database>>,
+}
+
+/// `[geoip]`: each database read into memory and checked. `None` when one could not
+/// be (the error is recorded).
+fn compile_geoip(c: &mut Compiler<'_>, raw: Option<&RawGeoIp>) -> Option<Databases> {
+    let Some(raw) = raw else {
+        return Some(Databases {
+            country: None,
+            asn: None,
+        });
+    };
+    let country = open_database(
+        c,
+        raw.country_database.as_ref(),
+        "geoip.country_database",
+        geoip::Kind::Country,
+    );
+    let asn = open_database(c, raw.asn_database.as_ref(), "geoip.asn_database", geoip::Kind::Asn);
+    Some(Databases {
+        country: country?,
+        asn: asn?,
+    })
+}
+
+/// `Some(None)` when the key is absent, `None` when the file is unusable.
+fn open_database(
+    c: &mut Compiler<'_>,
+    file: Option<&Spanned<String>>,
+    key: &str,
+    kind: geoip::Kind,
+) -> Option<Option<Arc<Database>>> {
+    let Some(file) = file else { return Some(None) };
+    let path = c.resolve(file.get_ref());
+    match geoip::open(&path, kind) {
+        Ok(database) => {
+            c.files.push(path);
+            Some(Some(database))
+        }
+        Err(message) => {
+            c.error(file, key, message);
+            None
+        }
+    }
+}
+
+/// `countries` and `asns`, each needing its `[geoip]` database: without one the
+/// selector could only ever see `--` (or no ASN), which is never what was meant.
+fn compile_location_selectors(
+    c: &mut Compiler<'_>,
+    raw: &RawRule,
+    name: &str,
+    geoip: Option<&RawGeoIp>,
+) -> (Option<Vec<Country>>, Option<Vec<u32>>) {
+    let countries = raw.countries.as_ref().map(|list| {
+        let key = format!("rule \"{name}\".countries");
+        non_empty(c, list, &key, "countries");
+        if geoip.is_none_or(|geoip| geoip.country_database.is_none()) {
+            c.error(list, &key, "`countries` needs `[geoip] country_database`");
+        }
+        list.get_ref()
+            .iter()
+            .filter_map(|code| c.check(code, &key, |text| Country::parse(text)))
+            .collect::<Vec<_>>()
+    });
+    let asns = raw.asns.as_ref().map(|list| {
+        let key = format!("rule \"{name}\".asns");
+        non_empty(c, list, &key, "asns");
+        if geoip.is_none_or(|geoip| geoip.asn_database.is_none()) {
+            c.error(list, &key, "`asns` needs `[geoip] asn_database`");
+        }
+        list.get_ref()
+            .iter()
+            .filter_map(|asn| c.check(asn, &key, |number| parse_asn(*number)))
+            .collect::<Vec<_>>()
+    });
+    (countries, asns)
 }
 
 /// `roles` / `authenticated`: only on allow rules, and only when some identity source

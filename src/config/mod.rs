@@ -19,6 +19,7 @@ use http::uri::{Authority, Scheme};
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors, Location, SourceFile};
 
+use crate::geoip::GeoIp;
 use crate::identity::{IdentityConfig, UpstreamHeaders};
 use crate::policy_tests::PolicyTest;
 use crate::respond::CustomBodies;
@@ -35,6 +36,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// `[upstream_headers]`.
     pub upstream_headers: UpstreamHeaders,
+    /// `[geoip]`: the databases in memory, and which lookups the rules need.
+    pub geoip: GeoIp,
     /// `[[test]]` cases, run by `check` and before every start and reload.
     pub tests: Vec<PolicyTest>,
     /// `[log]`.
@@ -42,7 +45,7 @@ pub struct Config {
     /// `[responses]`: custom bodies, already read.
     pub responses: CustomBodies,
     /// Every file this config was built from (the TOML itself, `ip_file`s, response
-    /// bodies), for `check`'s summary and for reload's file watching.
+    /// bodies, GeoIP databases), for `check`'s summary and for reload's file watching.
     pub files: Vec<PathBuf>,
 }
 

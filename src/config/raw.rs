@@ -21,6 +21,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub responses: BTreeMap<Spanned<String>, Spanned<String>>,
     pub upstream_tls: Option<Spanned<RawUpstreamTls>>,
+    pub geoip: Option<RawGeoIp>,
     pub identity: Option<RawIdentity>,
     #[serde(default)]
     pub upstream_headers: RawUpstreamHeaders,
@@ -40,6 +41,8 @@ pub struct RawTest {
     pub peer: Option<Spanned<String>>,
     pub headers: Option<Spanned<BTreeMap<String, String>>>,
     pub identity: Option<RawStatedIdentity>,
+    pub country: Option<Spanned<String>>,
+    pub asn: Option<Spanned<i64>>,
     pub expect: Spanned<u16>,
     pub rule: Option<Spanned<String>>,
 }
@@ -117,6 +120,14 @@ pub struct RawUpstreamTls {
     pub ca_file: Option<Spanned<String>>,
 }
 
+/// `[geoip]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoIp {
+    pub country_database: Option<Spanned<String>>,
+    pub asn_database: Option<Spanned<String>>,
+}
+
 /// `[server.timeouts]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +200,8 @@ pub struct RawRule {
     pub name: Spanned<String>,
     pub ip: Option<Spanned<Vec<Spanned<String>>>>,
     pub ip_file: Option<Spanned<String>>,
+    pub countries: Option<Spanned<Vec<Spanned<String>>>>,
+    pub asns: Option<Spanned<Vec<Spanned<i64>>>>,
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub paths: Option<Spanned<Vec<Spanned<String>>>>,

@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::identity::{Resolver, Stop};
 use crate::request;
 use crate::respond::{self, ResponseContext};
-use crate::rules::{Caller, Decision, NoTrace, Outcome};
+use crate::rules::{Caller, Country, Decision, NoTrace, Outcome};
 use crate::server::MAX_HEADER_COUNT;
 use crate::state::{ConnectionInfo, Generation, Shared};
 
@@ -39,6 +39,10 @@ struct Record {
     decision: &'static str,
     rule: Option<usize>,
     client_ip: Option<std::net::IpAddr>,
+    /// The client's country, when a rule made it look up.
+    country: Option<Country>,
+    /// The client's ASN, when a rule made it look up and the database knows it.
+    asn: Option<u32>,
     /// The forwarded path, kept only when the access log is on.
     path: Option<String>,
     user: Option<String>,
@@ -83,6 +87,8 @@ pub async fn serve(
             request_id = %request_id,
             client_ip = %record.client_ip.unwrap_or_else(|| connection.peer.ip()),
             peer = %connection.peer.ip(),
+            country = record.country.as_ref().map(Country::as_str),
+            asn = record.asn,
             method = %method,
             path = %record.path.as_deref().unwrap_or(&raw_path),
             status = record.status,
@@ -181,7 +187,7 @@ async fn handle(
     }
 
     let (parts, body) = request.into_parts();
-    let inspected = match request::inspect(
+    let mut inspected = match request::inspect(
         &parts,
         connection.peer.ip(),
         &config.policy.path_options,
@@ -191,6 +197,10 @@ async fn handle(
         Err(bad) => return Ok(responder.problem(StatusCode::BAD_REQUEST, Some(&bad.to_string()))),
     };
     record.client_ip = Some(inspected.facts.client_ip);
+    let geoip = &config.geoip;
+    inspected.facts.location = geoip.locate(inspected.facts.client_ip);
+    record.country = geoip.looks_up_country().then_some(inspected.facts.location.country);
+    record.asn = inspected.facts.location.asn;
     if config.log.access_log {
         record.path = Some(inspected.facts.path.forwarded.clone());
     }

@@ -128,6 +128,10 @@ pub struct SelectorSets<'a> {
     pub rule_count: usize,
     /// Rules whose `ip`/`ip_file` admit the client IP (or that have none).
     pub ip: &'a RuleBits,
+    /// Rules whose `countries` admit the client's country.
+    pub countries: &'a RuleBits,
+    /// Rules whose `asns` admit the client's ASN.
+    pub asns: &'a RuleBits,
     /// Rules whose `methods` admit the method.
     pub methods: &'a RuleBits,
     /// Rules whose `hosts` admit the host.

@@ -9,6 +9,7 @@
 mod bits;
 mod cidr;
 mod decision;
+mod geo;
 mod host;
 mod method;
 mod path_index;
@@ -22,6 +23,7 @@ use ipnet::IpNet;
 pub use bits::RuleBits;
 pub use cidr::{CidrIndex, IpRangeSet, canonical_ip, parse_cidr};
 pub use decision::{Decision, NoTrace, Outcome, SelectorSets, Tracer};
+pub use geo::{Country, KeyIndex, Location, parse_asn};
 pub use host::{HostIndex, HostPattern};
 pub use method::{MethodIndex, method_admits, parse_method};
 pub use path_index::PathIndex;
@@ -47,6 +49,8 @@ pub struct RequestFacts {
     pub peer: IpAddr,
     /// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method`.
     pub preflight: bool,
+    /// The client IP's country and ASN, looked up only when some rule lists them.
+    pub location: Location,
 }
 
 /// What the engine knows about the caller's identity.
@@ -94,6 +98,10 @@ pub enum Mode {
 pub struct Selectors {
     /// `ip` and `ip_file` together.
     pub ips: Option<Vec<IpNet>>,
+    /// `countries`.
+    pub countries: Option<Vec<Country>>,
+    /// `asns`.
+    pub asns: Option<Vec<u32>>,
     /// `methods`.
     pub methods: Option<Vec<Method>>,
     /// `hosts`.
@@ -131,6 +139,14 @@ impl Rule {
             .as_ref()
             .is_none_or(|nets| cidr::any_contains(nets, facts.client_ip))
             && selectors
+                .countries
+                .as_ref()
+                .is_none_or(|countries| countries.contains(&facts.location.country))
+            && selectors
+                .asns
+                .as_ref()
+                .is_none_or(|asns| facts.location.asn.is_some_and(|asn| asns.contains(&asn)))
+            && selectors
                 .methods
                 .as_ref()
                 .is_none_or(|methods| methods.iter().any(|listed| method_admits(listed, &facts.method)))
@@ -157,6 +173,8 @@ impl Rule {
 pub struct RuleSet {
     rules: Vec<Rule>,
     ips: CidrIndex,
+    countries: KeyIndex<Country>,
+    asns: KeyIndex<u32>,
     methods: MethodIndex,
     hosts: HostIndex,
     paths: PathIndex,
@@ -181,6 +199,20 @@ impl RuleSet {
                 .enumerate()
                 .filter_map(|(id, rule)| rule.selectors.ips.as_deref().map(|nets| (id, nets))),
             &without(|s| s.ips.is_some()),
+        );
+        let countries = KeyIndex::build(
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(id, rule)| rule.selectors.countries.as_deref().map(|c| (id, c))),
+            &without(|s| s.countries.is_some()),
+        );
+        let asns = KeyIndex::build(
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(id, rule)| rule.selectors.asns.as_deref().map(|a| (id, a))),
+            &without(|s| s.asns.is_some()),
         );
         let methods = MethodIndex::build(
             rules
@@ -208,10 +240,22 @@ impl RuleSet {
         RuleSet {
             rules,
             ips,
+            countries,
+            asns,
             methods,
             hosts,
             paths,
         }
+    }
+
+    /// Whether some rule lists `countries`: only then is the country looked up.
+    pub fn uses_countries(&self) -> bool {
+        self.countries.is_used()
+    }
+
+    /// Whether some rule lists `asns`: only then is the ASN looked up.
+    pub fn uses_asns(&self) -> bool {
+        self.asns.is_used()
     }
 
     /// The rules in file order.
@@ -228,6 +272,8 @@ impl RuleSet {
     pub fn matching(&self, facts: &RequestFacts, tracer: &mut impl Tracer) -> RuleBits {
         let count = self.rules.len();
         let ip = self.ips.candidates(facts.client_ip);
+        let countries = self.countries.candidates(Some(facts.location.country));
+        let asns = self.asns.candidates(facts.location.asn);
         let methods = self.methods.candidates(&facts.method);
         let mut hosts = RuleBits::empty(count);
         self.hosts.candidates(facts.host.as_deref(), &mut hosts);
@@ -236,12 +282,16 @@ impl RuleSet {
         tracer.selectors(&SelectorSets {
             rule_count: count,
             ip,
+            countries,
+            asns,
             methods,
             hosts: &hosts,
             paths: &paths,
         });
         let mut matching = paths;
         matching.intersect_with(ip);
+        matching.intersect_with(countries);
+        matching.intersect_with(asns);
         matching.intersect_with(methods);
         matching.intersect_with(&hosts);
         matching

@@ -19,6 +19,7 @@ fn facts(method: &str, host: Option<&str>, path: &str, ip: &str) -> RequestFacts
         client_ip: ip,
         peer: ip,
         preflight: false,
+        location: Location::default(),
     }
 }
 
@@ -143,6 +144,8 @@ fn every_selector_of_a_rule_must_match() {
             Action::Allow,
             Selectors {
                 ips: ips(&["10.0.0.0/8"]),
+                countries: countries(&["DE"]),
+                asns: Some(vec![64496]),
                 methods: Some(vec![Method::GET]),
                 hosts: Some(vec![HostPattern::parse("admin.example.com").unwrap()]),
                 paths: paths(&["/admin/**"]),
@@ -150,20 +153,49 @@ fn every_selector_of_a_rule_must_match() {
         )],
         Action::Deny,
     );
+    let from = |country: &str, asn: Option<u32>, facts: RequestFacts| RequestFacts {
+        location: Location {
+            country: Country::parse(country).unwrap(),
+            asn,
+        },
+        ..facts
+    };
+    let office = |facts: RequestFacts| from("DE", Some(64496), facts);
     assert_eq!(
-        decided_by(&p, &facts("GET", Some("admin.example.com"), "/admin/x", "10.1.1.1")),
+        decided_by(
+            &p,
+            &office(facts("GET", Some("admin.example.com"), "/admin/x", "10.1.1.1"))
+        ),
         Some("office-admin")
     );
     assert_eq!(
-        decided_by(&p, &facts("HEAD", Some("admin.example.com"), "/admin/x", "10.1.1.1")),
+        decided_by(
+            &p,
+            &office(facts("HEAD", Some("admin.example.com"), "/admin/x", "10.1.1.1"))
+        ),
         Some("office-admin")
     );
     for miss in [
-        facts("POST", Some("admin.example.com"), "/admin/x", "10.1.1.1"),
-        facts("GET", Some("www.example.com"), "/admin/x", "10.1.1.1"),
-        facts("GET", None, "/admin/x", "10.1.1.1"),
-        facts("GET", Some("admin.example.com"), "/public", "10.1.1.1"),
-        facts("GET", Some("admin.example.com"), "/admin/x", "11.1.1.1"),
+        office(facts("POST", Some("admin.example.com"), "/admin/x", "10.1.1.1")),
+        office(facts("GET", Some("www.example.com"), "/admin/x", "10.1.1.1")),
+        office(facts("GET", None, "/admin/x", "10.1.1.1")),
+        office(facts("GET", Some("admin.example.com"), "/public", "10.1.1.1")),
+        office(facts("GET", Some("admin.example.com"), "/admin/x", "11.1.1.1")),
+        from(
+            "FR",
+            Some(64496),
+            facts("GET", Some("admin.example.com"), "/admin/x", "10.1.1.1"),
+        ),
+        from(
+            "DE",
+            Some(64497),
+            facts("GET", Some("admin.example.com"), "/admin/x", "10.1.1.1"),
+        ),
+        from(
+            "DE",
+            None,
+            facts("GET", Some("admin.example.com"), "/admin/x", "10.1.1.1"),
+        ),
     ] {
         assert_eq!(decided_by(&p, &miss), None, "{miss:?}");
     }
@@ -236,6 +268,89 @@ fn ipv4_mapped_client_addresses_match_ipv4_rules() {
     let mut request = facts("GET", None, "/", "203.0.113.9");
     request.client_ip = mapped;
     assert_eq!(decided_by(&p, &request), Some("block"));
+}
+
+fn located(country: &str, asn: Option<u32>, path: &str) -> RequestFacts {
+    RequestFacts {
+        location: Location {
+            country: Country::parse(country).unwrap(),
+            asn,
+        },
+        ..facts("GET", None, path, "192.0.2.1")
+    }
+}
+
+fn countries(list: &[&str]) -> Option<Vec<Country>> {
+    Some(list.iter().map(|c| Country::parse(c).unwrap()).collect())
+}
+
+#[test]
+fn a_country_rule_matches_the_clients_country_and_combines_with_paths() {
+    let p = policy(
+        vec![rule(
+            "embargo-login",
+            Action::Deny,
+            Selectors {
+                countries: countries(&["KP", "ir"]),
+                paths: paths(&["/login"]),
+                ..Selectors::default()
+            },
+        )],
+        Action::Allow,
+    );
+    assert_eq!(decided_by(&p, &located("KP", None, "/login")), Some("embargo-login"));
+    assert_eq!(decided_by(&p, &located("IR", None, "/login")), Some("embargo-login"));
+    assert_eq!(decided_by(&p, &located("KP", None, "/home")), None);
+    assert_eq!(decided_by(&p, &located("DE", None, "/login")), None);
+    assert!(p.rules.uses_countries());
+    assert!(!p.rules.uses_asns());
+}
+
+#[test]
+fn an_unplaced_client_matches_only_rules_listing_the_unknown_country() {
+    let p = policy(
+        vec![
+            rule(
+                "unplaced",
+                Action::Deny,
+                Selectors {
+                    countries: countries(&["--"]),
+                    ..Selectors::default()
+                },
+            ),
+            rule(
+                "germany",
+                Action::Allow,
+                Selectors {
+                    countries: countries(&["DE"]),
+                    ..Selectors::default()
+                },
+            ),
+        ],
+        Action::Deny,
+    );
+    assert_eq!(decided_by(&p, &located("--", None, "/")), Some("unplaced"));
+    assert_eq!(decided_by(&p, &located("DE", None, "/")), Some("germany"));
+    assert_eq!(decided_by(&p, &located("FR", None, "/")), None);
+}
+
+#[test]
+fn an_asn_rule_never_matches_a_client_without_an_asn() {
+    let p = policy(
+        vec![rule(
+            "hosting",
+            Action::Deny,
+            Selectors {
+                asns: Some(vec![64496, 64511]),
+                ..Selectors::default()
+            },
+        )],
+        Action::Allow,
+    );
+    assert_eq!(decided_by(&p, &located("DE", Some(64511), "/")), Some("hosting"));
+    assert_eq!(decided_by(&p, &located("DE", Some(64497), "/")), None);
+    assert_eq!(decided_by(&p, &located("--", None, "/")), None);
+    assert!(p.rules.uses_asns());
 }
 
 #[test]
@@ -499,6 +614,15 @@ const CLIENT_POOL: &[&str] = &[
     "2001:db9::1",
     "8.8.8.8",
 ];
+const COUNTRY_POOL: &[&str] = &["DE", "FR", "KP", "--"];
+const ASN_POOL: &[&str] = &["64496", "64511", "13335"];
+const REQUEST_LOCATIONS: &[(&str, Option<u32>)] = &[
+    ("DE", Some(64496)),
+    ("FR", Some(64511)),
+    ("US", Some(1)),
+    ("--", None),
+    ("KP", None),
+];
 const REQUEST_HOSTS: &[Option<&str>] = &[
     Some("a.example.com"),
     Some("x.a.example.com"),
@@ -534,27 +658,33 @@ fn arbitrary_rule() -> impl Strategy<Value = Rule> {
         subset(METHOD_POOL),
         subset(HOST_POOL),
         subset(PATH_POOL),
+        subset(COUNTRY_POOL),
+        subset(ASN_POOL),
         any::<bool>(),
         prop::bool::weighted(0.2),
     )
-        .prop_map(|(ip_list, method_list, host_list, path_list, allow, audit)| Rule {
-            name: String::new(),
-            action: if allow { Action::Allow } else { Action::Deny },
-            hide: false,
-            audit,
-            gate: None,
-            selectors: Selectors {
-                ips: ip_list.map(|l| l.iter().map(|c| parse_cidr(c).unwrap()).collect()),
-                methods: method_list.map(|l| l.iter().map(|m| parse_method(m).unwrap()).collect()),
-                hosts: host_list.map(|l| l.iter().map(|h| HostPattern::parse(h).unwrap()).collect()),
-                paths: path_list.map(|l| {
-                    l.iter()
-                        .map(|p| PathPattern::parse(p, &PathOptions::default()).unwrap())
-                        .collect()
-                }),
+        .prop_map(
+            |(ip_list, method_list, host_list, path_list, country_list, asn_list, allow, audit)| Rule {
+                name: String::new(),
+                action: if allow { Action::Allow } else { Action::Deny },
+                hide: false,
+                audit,
+                gate: None,
+                selectors: Selectors {
+                    ips: ip_list.map(|l| l.iter().map(|c| parse_cidr(c).unwrap()).collect()),
+                    countries: country_list.map(|l| l.iter().map(|c| Country::parse(c).unwrap()).collect()),
+                    asns: asn_list.map(|l| l.iter().map(|a| a.parse().unwrap()).collect()),
+                    methods: method_list.map(|l| l.iter().map(|m| parse_method(m).unwrap()).collect()),
+                    hosts: host_list.map(|l| l.iter().map(|h| HostPattern::parse(h).unwrap()).collect()),
+                    paths: path_list.map(|l| {
+                        l.iter()
+                            .map(|p| PathPattern::parse(p, &PathOptions::default()).unwrap())
+                            .collect()
+                    }),
+                },
+                origin: String::new(),
             },
-            origin: String::new(),
-        })
+        )
 }
 
 fn arbitrary_request() -> impl Strategy<Value = RequestFacts> {
@@ -563,8 +693,15 @@ fn arbitrary_request() -> impl Strategy<Value = RequestFacts> {
         prop::sample::select(REQUEST_HOSTS),
         prop::sample::select(REQUEST_PATHS),
         prop::sample::select(CLIENT_POOL),
+        prop::sample::select(REQUEST_LOCATIONS),
     )
-        .prop_map(|(method, host, path, ip)| facts(method, host, path, ip))
+        .prop_map(|(method, host, path, ip, (country, asn))| RequestFacts {
+            location: Location {
+                country: Country::parse(country).unwrap(),
+                asn,
+            },
+            ..facts(method, host, path, ip)
+        })
 }
 
 proptest! {

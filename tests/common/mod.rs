@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub mod attacks;
+pub mod binary;
 pub mod oracle;
 pub mod tls;
 

@@ -10,6 +10,7 @@ use super::Compiler;
 use crate::config::raw::RawTest;
 use crate::identity::{Identity, Scheme};
 use crate::policy_tests::PolicyTest;
+use crate::rules::{Country, parse_asn};
 
 /// The client IP a case has when it states none (TEST-NET-1, RFC 5737).
 const DEFAULT_CLIENT_IP: &str = "192.0.2.1";
@@ -55,6 +56,14 @@ pub(super) fn compile_tests(
                 }
             }
         }
+        let country = raw
+            .country
+            .as_ref()
+            .map(|code| c.check(code, &format!("{key}.country"), |text| Country::parse(text)));
+        let asn = raw
+            .asn
+            .as_ref()
+            .map(|number| c.check(number, &format!("{key}.asn"), |number| parse_asn(*number)));
         let expect = c.check(&raw.expect, &format!("{key}.expect"), |code| parse_expect(*code));
         if let Some(rule) = &raw.rule
             && !rule_names.contains(rule.get_ref().as_str())
@@ -65,8 +74,14 @@ pub(super) fn compile_tests(
                 format!("there is no rule named `{}`", rule.get_ref()),
             );
         }
-        let (Some((method, uri)), Some(client_ip), Some(peer), Some(expect)) = (request, client_ip, peer, expect)
-        else {
+        let (Some((method, uri)), Some(client_ip), Some(peer), Some(expect), Some(country), Some(asn)) = (
+            request,
+            client_ip,
+            peer,
+            expect,
+            country.map_or(Some(None), |c| c.map(Some)),
+            asn.map_or(Some(None), |a| a.map(Some)),
+        ) else {
             continue;
         };
         tests.push(PolicyTest {
@@ -77,6 +92,8 @@ pub(super) fn compile_tests(
             headers,
             client_ip,
             peer,
+            country,
+            asn,
             identity: raw.identity.map(|stated| Identity {
                 user: stated.user,
                 roles: stated.roles,

@@ -445,3 +445,159 @@ fn upstream_tls_needs_an_https_upstream_and_a_usable_ca() {
     let bad = format!("{https}[upstream_tls]\nca_file = \"{TLS_FIXTURES}/make.sh\"\n");
     assert!(one_error(&bad).contains("upstream_tls.ca_file"));
 }
+
+const GEOIP_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/geoip");
+
+fn geoip_config(rest: &str) -> String {
+    format!(
+        "{MINIMAL}[geoip]\ncountry_database = \"{GEOIP_FIXTURES}/country-v1.mmdb\"\nasn_database = \"{GEOIP_FIXTURES}/asn.mmdb\"\n{rest}"
+    )
+}
+
+#[test]
+fn country_and_asn_rules_load_with_their_databases() {
+    let config = load_text(
+        &PathBuf::from("p.toml"),
+        geoip_config(
+            "[[rule]]\nname = \"embargo\"\ncountries = [\"kp\", \"IR\", \"--\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"hosting\"\nasns = [64496]\npaths = [\"/login\"]\naction = \"deny\"\n",
+        ),
+    )
+    .unwrap();
+    let rules = config.policy.rules.rules();
+    let codes: Vec<String> = rules[0]
+        .selectors
+        .countries
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(codes, ["KP", "IR", "--"]);
+    assert_eq!(rules[1].selectors.asns, Some(vec![64496]));
+    assert!(config.geoip.looks_up_country() && config.geoip.looks_up_asn());
+    assert!(config.files.iter().any(|file| file.ends_with("country-v1.mmdb")));
+    assert!(config.files.iter().any(|file| file.ends_with("asn.mmdb")));
+}
+
+#[test]
+fn databases_no_rule_uses_are_not_looked_up() {
+    let config = load_text(&PathBuf::from("p.toml"), geoip_config("")).unwrap();
+    assert!(!config.geoip.looks_up_country() && !config.geoip.looks_up_asn());
+    assert_eq!(
+        config.geoip.locate("198.51.100.7".parse().unwrap()),
+        crate::rules::Location::default()
+    );
+}
+
+#[test]
+fn country_and_asn_mistakes_are_errors_at_their_position() {
+    for (rule, expected) in [
+        (
+            "countries = [\"UK\"]",
+            "p.toml:9:14: rule \"r\".countries: `UK` is not an ISO 3166-1 alpha-2 country code (the United Kingdom is GB)",
+        ),
+        (
+            "countries = [\"DEU\"]",
+            "p.toml:9:14: rule \"r\".countries: `DEU` is not an ISO 3166-1",
+        ),
+        (
+            "countries = []",
+            "p.toml:9:13: rule \"r\".countries: an empty `countries` list matches nothing",
+        ),
+        (
+            "asns = [0]",
+            "p.toml:9:9: rule \"r\".asns: `0` is not an autonomous system number",
+        ),
+        (
+            "asns = [4294967296]",
+            "p.toml:9:9: rule \"r\".asns: `4294967296` is not an autonomous system number",
+        ),
+    ] {
+        let text = geoip_config(&format!("[[rule]]\nname = \"r\"\n{rule}\naction = \"deny\"\n"));
+        let errors = load_text(&PathBuf::from("p.toml"), text).unwrap_err();
+        let error = errors.0[0].to_string();
+        assert!(error.starts_with(expected), "{rule}: {error}");
+    }
+}
+
+#[test]
+fn country_and_asn_rules_without_their_database_are_errors() {
+    assert!(
+        one_error(&format!(
+            "{MINIMAL}[[rule]]\nname = \"r\"\ncountries = [\"DE\"]\naction = \"deny\"\n"
+        ))
+        .ends_with("portcullis.toml:6:13: rule \"r\".countries: `countries` needs `[geoip] country_database`")
+    );
+    let only_country = format!(
+        "{MINIMAL}[geoip]\ncountry_database = \"{GEOIP_FIXTURES}/country-v1.mmdb\"\n[[rule]]\nname = \"r\"\nasns = [64496]\naction = \"deny\"\n"
+    );
+    assert!(
+        one_error(&only_country).ends_with("portcullis.toml:8:8: rule \"r\".asns: `asns` needs `[geoip] asn_database`")
+    );
+}
+
+#[test]
+fn unusable_databases_are_errors_at_their_key() {
+    for (key, file, expected) in [
+        ("country_database", "missing.mmdb", "cannot read"),
+        ("country_database", "make.py", "is not a valid MaxMind DB file"),
+        (
+            "country_database",
+            "asn.mmdb",
+            "is a `GeoLite2-ASN` database, which has no country records",
+        ),
+        ("asn_database", "country-v1.mmdb", "has no autonomous system records"),
+    ] {
+        let error = one_error(&format!("{MINIMAL}[geoip]\n{key} = \"{GEOIP_FIXTURES}/{file}\"\n"));
+        assert!(error.contains("portcullis.toml:5:"), "{error}");
+        assert!(error.contains(&format!("geoip.{key}: ")), "{error}");
+        assert!(error.contains(expected), "{key} = {file}: {error}");
+    }
+}
+
+#[test]
+fn policy_tests_use_the_database_unless_they_state_a_country_or_asn() {
+    let rules = "[[rule]]\nname = \"embargo\"\ncountries = [\"KP\"]\naction = \"deny\"\n\
+                 [[rule]]\nname = \"hosting\"\nasns = [64496]\naction = \"deny\"\n\
+                 [[rule]]\nname = \"rest\"\naction = \"allow\"\n";
+    let cases = [
+        ("ip = \"203.0.113.9\"", 403, "embargo"),
+        ("ip = \"198.51.100.7\"", 403, "hosting"),
+        ("ip = \"192.0.2.200\"", 200, "rest"),
+        ("ip = \"192.0.2.200\"\ncountry = \"kp\"", 403, "embargo"),
+        ("ip = \"203.0.113.9\"\ncountry = \"DE\"", 200, "rest"),
+        ("ip = \"192.0.2.200\"\nasn = 64496", 403, "hosting"),
+    ];
+    let mut text = geoip_config(rules);
+    for (index, (stated, expect, rule)) in cases.iter().enumerate() {
+        text.push_str(&format!(
+            "[[test]]\nname = \"case {index}\"\nrequest = \"GET /\"\n{stated}\nexpect = {expect}\nrule = \"{rule}\"\n"
+        ));
+    }
+    let config = load_text(&PathBuf::from("p.toml"), text.clone()).unwrap();
+    assert_eq!(crate::policy_tests::failures(&config), Vec::new());
+    let wrong = text.replace("country = \"DE\"\nexpect = 200", "country = \"DE\"\nexpect = 403");
+    let config = load_text(&PathBuf::from("p.toml"), wrong).unwrap();
+    let failures = crate::policy_tests::failures(&config);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0]
+            .to_string()
+            .contains("expected 403 (rule \"rest\"), got 200")
+    );
+}
+
+#[test]
+fn policy_test_country_and_asn_mistakes_are_errors() {
+    let base = geoip_config("");
+    for (case, expected) in [
+        ("country = \"XX\"", "test \"t\".country: `XX` is not an ISO 3166-1"),
+        ("asn = -5", "test \"t\".asn: `-5` is not an autonomous system number"),
+    ] {
+        let error = one_error(&format!(
+            "{base}[[test]]\nname = \"t\"\nrequest = \"GET /\"\n{case}\nexpect = 200\n"
+        ));
+        assert!(error.contains(expected), "{case}: {error}");
+    }
+}
