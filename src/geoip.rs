@@ -130,6 +130,7 @@ impl GeoIp {
 
     /// Where `ip` is: the record's country, else its registered country, else `--`;
     /// and its ASN. Each is left unknown when no rule asks for it.
+    #[inline]
     pub fn locate(&self, ip: IpAddr) -> Location {
         let mut location = Location::default();
         if self.look_up_country

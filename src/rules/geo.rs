@@ -122,6 +122,7 @@ pub fn parse_asn(written: i64) -> Result<u32, String> {
 pub struct KeyIndex<K> {
     by_key: FxHashMap<K, RuleBits>,
     without_selector: RuleBits,
+    used: bool,
 }
 
 impl<K: Copy + Eq + Hash> KeyIndex<K> {
@@ -131,7 +132,9 @@ impl<K: Copy + Eq + Hash> KeyIndex<K> {
         K: 'a,
     {
         let mut by_key: FxHashMap<K, RuleBits> = FxHashMap::default();
+        let mut used = false;
         for (rule, listed) in rules {
+            used = true;
             for key in listed {
                 by_key
                     .entry(*key)
@@ -142,19 +145,25 @@ impl<K: Copy + Eq + Hash> KeyIndex<K> {
         KeyIndex {
             by_key,
             without_selector: without_selector.clone(),
+            used,
         }
     }
 
     /// The rules that admit `key`; `None` (an ASN the database does not know) is
     /// admitted only by rules without the selector.
     pub fn candidates(&self, key: Option<K>) -> &RuleBits {
+        if self.by_key.is_empty() {
+            // No rule lists a value (the common case): skip hashing.
+            return &self.without_selector;
+        }
         key.and_then(|key| self.by_key.get(&key))
             .unwrap_or(&self.without_selector)
     }
 
-    /// Whether any rule has this selector (then the server looks the value up).
+    /// Whether any rule has this selector (then the server looks the value up, and
+    /// the engine intersects its candidates).
     pub fn is_used(&self) -> bool {
-        !self.by_key.is_empty()
+        self.used
     }
 }
 

@@ -290,8 +290,13 @@ impl RuleSet {
         });
         let mut matching = paths;
         matching.intersect_with(ip);
-        matching.intersect_with(countries);
-        matching.intersect_with(asns);
+        // Most configs have no location rules: then these sets hold every rule.
+        if self.countries.is_used() {
+            matching.intersect_with(countries);
+        }
+        if self.asns.is_used() {
+            matching.intersect_with(asns);
+        }
         matching.intersect_with(methods);
         matching.intersect_with(&hosts);
         matching
