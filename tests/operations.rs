@@ -11,11 +11,47 @@ use std::time::Duration;
 use common::binary::{BIN, Running, free_port};
 use common::{Behaviour, Upstream};
 
-fn config_text(upstream: &Upstream, proxy: u16, admin: u16, rules: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:{proxy}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nupstream = \"{}\"\nshutdown_grace = \"5s\"\n[log]\nformat = \"json\"\n{rules}",
-        upstream.url()
-    )
+/// A config file in a temporary folder for the binary to serve in front of `upstream`,
+/// on ports chosen up front (so a rewritten config keeps them).
+struct Deployment {
+    upstream: Upstream,
+    dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    proxy_port: u16,
+    admin_port: u16,
+}
+
+impl Deployment {
+    fn new(upstream: Upstream) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.toml");
+        Deployment {
+            upstream,
+            dir,
+            path,
+            proxy_port: free_port(),
+            admin_port: free_port(),
+        }
+    }
+
+    /// The whole config text with these `rules` (and tests): JSON logs, a 5 s grace.
+    fn config(&self, rules: &str) -> String {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\nupstream = \"{}\"\nshutdown_grace = \"5s\"\n[log]\nformat = \"json\"\n{rules}",
+            self.proxy_port,
+            self.admin_port,
+            self.upstream.url()
+        )
+    }
+
+    /// Writes the config file, as an operator's edit would.
+    fn write(&self, rules: &str) {
+        std::fs::write(&self.path, self.config(rules)).unwrap();
+    }
+
+    async fn start(&self) -> Running {
+        Running::start(self.dir.path(), &self.path).await
+    }
 }
 
 const OPEN: &str = "[[rule]]\nname = \"open\"\naction = \"allow\"\n";
@@ -55,18 +91,15 @@ fn request_stream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_the_config_file_reloads_without_a_failed_request() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
-    let running = Running::start(dir.path(), &path).await;
+    let deployment = Deployment::new(Upstream::start().await);
+    deployment.write(OPEN);
+    let running = deployment.start().await;
     assert_eq!(running.get("/x").await, 200);
 
     let stop = Arc::new(AtomicBool::new(false));
     let (task, failures, total) = request_stream(running.proxy, Arc::clone(&stop));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
+    deployment.write(CLOSED);
     running
         .wait_for("the edit to apply", async || running.get("/x").await == 403)
         .await;
@@ -90,17 +123,14 @@ async fn editing_the_config_file_reloads_without_a_failed_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_without_a_failed_request() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
-    let running = Running::start(dir.path(), &path).await;
+    let deployment = Deployment::new(Upstream::start().await);
+    deployment.write(OPEN);
+    let running = deployment.start().await;
     let stop = Arc::new(AtomicBool::new(false));
     let (task, failures, total) = request_stream(running.proxy, Arc::clone(&stop));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // SIGHUP right after the edit, before the file watcher's debounce ends.
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
+    deployment.write(CLOSED);
     running.signal("-HUP");
     running
         .wait_for("the SIGHUP reload", async || running.get("/x").await == 403)
@@ -131,22 +161,10 @@ async fn sighup_reloads_without_a_failed_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_config_is_refused_counted_and_the_old_one_serves() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
-    let running = Running::start(dir.path(), &path).await;
-    std::fs::write(
-        &path,
-        config_text(
-            &upstream,
-            proxy_port,
-            admin_port,
-            "[[rule]]\nname = \"typo\"\nacton = \"allow\"\n",
-        ),
-    )
-    .unwrap();
+    let deployment = Deployment::new(Upstream::start().await);
+    deployment.write(CLOSED);
+    let running = deployment.start().await;
+    deployment.write("[[rule]]\nname = \"typo\"\nacton = \"allow\"\n");
     running
         .wait_for("the failed reload", async || {
             running.metrics().await.contains("result=\"failure\"} 1")
@@ -155,29 +173,21 @@ async fn an_invalid_config_is_refused_counted_and_the_old_one_serves() {
     assert_eq!(running.get("/x").await, 403, "the old config still decides");
     let logs = running.logs();
     assert!(
-        logs.contains(&format!("{}:10:1: rule.acton: unknown field", path.display())),
+        logs.contains(&format!(
+            "{}:10:1: rule.acton: unknown field",
+            deployment.path.display()
+        )),
         "{logs}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_policy_test_blocks_the_reload() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
+    let deployment = Deployment::new(Upstream::start().await);
     let guarded = "[[test]]\nname = \"x stays closed\"\nrequest = \"GET /x\"\nexpect = 403\n";
-    std::fs::write(
-        &path,
-        config_text(&upstream, proxy_port, admin_port, &format!("{CLOSED}{guarded}")),
-    )
-    .unwrap();
-    let running = Running::start(dir.path(), &path).await;
-    std::fs::write(
-        &path,
-        config_text(&upstream, proxy_port, admin_port, &format!("{OPEN}{guarded}")),
-    )
-    .unwrap();
+    deployment.write(&format!("{CLOSED}{guarded}"));
+    let running = deployment.start().await;
+    deployment.write(&format!("{OPEN}{guarded}"));
     running
         .wait_for("the refused reload", async || {
             running.metrics().await.contains("result=\"failure\"} 1")
@@ -195,28 +205,18 @@ async fn a_failing_policy_test_blocks_the_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_symlink_swap_reloads() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
+    let deployment = Deployment::new(Upstream::start().await);
     // The layout kubelet makes: portcullis.toml -> ..data/portcullis.toml, ..data -> ..v1
-    let mount = dir.path().join("config");
+    let mount = deployment.dir.path().join("config");
     std::fs::create_dir_all(mount.join("..v1")).unwrap();
-    std::fs::write(
-        mount.join("..v1/portcullis.toml"),
-        config_text(&upstream, proxy_port, admin_port, OPEN),
-    )
-    .unwrap();
+    std::fs::write(mount.join("..v1/portcullis.toml"), deployment.config(OPEN)).unwrap();
     std::os::unix::fs::symlink("..v1", mount.join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/portcullis.toml", mount.join("portcullis.toml")).unwrap();
-    let running = Running::start(dir.path(), &mount.join("portcullis.toml")).await;
+    let running = Running::start(deployment.dir.path(), &mount.join("portcullis.toml")).await;
     assert_eq!(running.get("/x").await, 200);
 
     std::fs::create_dir_all(mount.join("..v2")).unwrap();
-    std::fs::write(
-        mount.join("..v2/portcullis.toml"),
-        config_text(&upstream, proxy_port, admin_port, CLOSED),
-    )
-    .unwrap();
+    std::fs::write(mount.join("..v2/portcullis.toml"), deployment.config(CLOSED)).unwrap();
     std::os::unix::fs::symlink("..v2", mount.join("..data_tmp")).unwrap();
     std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
     std::fs::remove_dir_all(mount.join("..v1")).unwrap();
@@ -227,16 +227,15 @@ async fn a_configmap_symlink_swap_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_ip_file_reloads() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(dir.path().join("block.txt"), "192.0.2.0/24\n").unwrap();
-    let rules = format!("[[rule]]\nname = \"blocklist\"\nip_file = \"block.txt\"\naction = \"deny\"\n{OPEN}");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, &rules)).unwrap();
-    let running = Running::start(dir.path(), &path).await;
+    let deployment = Deployment::new(Upstream::start().await);
+    let blocklist = deployment.dir.path().join("block.txt");
+    std::fs::write(&blocklist, "192.0.2.0/24\n").unwrap();
+    deployment.write(&format!(
+        "[[rule]]\nname = \"blocklist\"\nip_file = \"block.txt\"\naction = \"deny\"\n{OPEN}"
+    ));
+    let running = deployment.start().await;
     assert_eq!(running.get("/x").await, 200);
-    std::fs::write(dir.path().join("block.txt"), "192.0.2.0/24\n127.0.0.1\n").unwrap();
+    std::fs::write(&blocklist, "192.0.2.0/24\n127.0.0.1\n").unwrap();
     running
         .wait_for("the blocklist edit", async || running.get("/x").await == 403)
         .await;
@@ -244,17 +243,15 @@ async fn an_edited_ip_file_reloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_changes_are_reported_as_needing_a_restart() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
-    let running = Running::start(dir.path(), &path).await;
-    let moved = config_text(&upstream, proxy_port, admin_port, CLOSED).replace(
+    let deployment = Deployment::new(Upstream::start().await);
+    deployment.write(OPEN);
+    let running = deployment.start().await;
+    let proxy_port = deployment.proxy_port;
+    let moved = deployment.config(CLOSED).replace(
         &format!("listen = \"127.0.0.1:{proxy_port}\""),
         &format!("listen = [\"127.0.0.1:{proxy_port}\", \"127.0.0.1:{}\"]", free_port()),
     );
-    std::fs::write(&path, moved).unwrap();
+    std::fs::write(&deployment.path, moved).unwrap();
     running
         .wait_for("the reload", async || running.get("/x").await == 403)
         .await;
@@ -267,12 +264,9 @@ async fn listener_changes_are_reported_as_needing_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
-    let upstream = Upstream::start_with(Behaviour::Delay(Duration::from_millis(1500))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, OPEN)).unwrap();
-    let mut running = Running::start(dir.path(), &path).await;
+    let deployment = Deployment::new(Upstream::start_with(Behaviour::Delay(Duration::from_millis(1500))).await);
+    deployment.write(OPEN);
+    let mut running = deployment.start().await;
     let proxy = running.proxy;
     let slow = tokio::spawn(async move {
         common::raw_exchange(proxy, b"GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -308,14 +302,12 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_grace_the_rest_is_cut_and_counted() {
-    let upstream = Upstream::start_with(Behaviour::Delay(Duration::from_secs(30))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    let text = config_text(&upstream, proxy_port, admin_port, OPEN)
+    let deployment = Deployment::new(Upstream::start_with(Behaviour::Delay(Duration::from_secs(30))).await);
+    let text = deployment
+        .config(OPEN)
         .replace("shutdown_grace = \"5s\"", "shutdown_grace = \"500ms\"");
-    std::fs::write(&path, text).unwrap();
-    let mut running = Running::start(dir.path(), &path).await;
+    std::fs::write(&deployment.path, text).unwrap();
+    let mut running = deployment.start().await;
     let proxy = running.proxy;
     tokio::spawn(async move {
         let _ = tokio::net::TcpStream::connect(proxy)
@@ -346,12 +338,9 @@ async fn past_the_grace_the_rest_is_cut_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_access_log_ties_a_response_to_its_request_id() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
-    let running = Running::start(dir.path(), &path).await;
+    let deployment = Deployment::new(Upstream::start().await);
+    deployment.write(CLOSED);
+    let running = deployment.start().await;
     let response = common::raw_exchange(
         running.proxy,
         b"GET /x HTTP/1.1\r\nHost: a\r\nX-Request-Id: trace-77\r\nConnection: close\r\n\r\n",
@@ -387,12 +376,9 @@ async fn the_json_access_log_ties_a_response_to_its_request_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_traffic() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (proxy_port, admin_port) = (free_port(), free_port());
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config_text(&upstream, proxy_port, admin_port, CLOSED)).unwrap();
-    let running = Running::start(dir.path(), &path).await;
+    let deployment = Deployment::new(Upstream::start().await);
+    deployment.write(CLOSED);
+    let running = deployment.start().await;
     for _ in 0..3 {
         running.get("/x").await;
     }
