@@ -8,9 +8,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::binary::{BIN, Running, free_port};
+use common::binary::{BIN, Running, free_port, request_stream};
 use common::{Proxy, RawResponse, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -198,28 +198,11 @@ async fn a_replaced_database_is_swapped_in_without_a_failed_request() {
 
     // A client keeps requesting over one keep-alive connection throughout.
     let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(AtomicUsize::new(0));
-    let stream_task = {
-        let (stop, failures, proxy) = (Arc::clone(&stop), Arc::clone(&failures), running.proxy);
-        tokio::spawn(async move {
-            let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-            let mut answered = 0;
-            while !stop.load(Ordering::SeqCst) {
-                stream
-                    .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n")
-                    .await
-                    .unwrap();
-                match common::try_read_response(&mut stream).await {
-                    Some(response) if response.status == 200 || response.status == 403 => answered += 1,
-                    _ => {
-                        failures.fetch_add(1, Ordering::SeqCst);
-                        stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-                    }
-                }
-            }
-            answered
-        })
-    };
+    let (stream_task, failures, total) = request_stream(
+        running.proxy,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n",
+        Arc::clone(&stop),
+    );
 
     // What geoipupdate does: write the new file beside the old one, rename it over.
     let staged = dir.path().join("country.mmdb.tmp");
@@ -244,7 +227,8 @@ async fn a_replaced_database_is_swapped_in_without_a_failed_request() {
         .await;
 
     stop.store(true, Ordering::SeqCst);
-    let answered = stream_task.await.unwrap();
+    stream_task.await.unwrap();
+    let answered = total.load(Ordering::SeqCst) - failures.load(Ordering::SeqCst);
     assert!(answered > 10, "only {answered} requests were answered");
     assert_eq!(failures.load(Ordering::SeqCst), 0, "{}", running.logs());
     let metrics = running.metrics().await;

@@ -5,10 +5,10 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::binary::{BIN, Running, free_port};
+use common::binary::{BIN, Running, free_port, request_stream};
 use common::{Behaviour, Upstream};
 
 /// A config file in a temporary folder for the binary to serve in front of `upstream`,
@@ -54,40 +54,10 @@ impl Deployment {
     }
 }
 
+const REQUEST_X: &[u8] = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
 const OPEN: &str = "[[rule]]\nname = \"open\"\naction = \"allow\"\n";
 const CLOSED: &str =
     "[[rule]]\nname = \"closed\"\npaths = [\"/x\"]\naction = \"deny\"\n[[rule]]\nname = \"open\"\naction = \"allow\"\n";
-
-/// Keeps requesting `/x` over keep-alive connections until stopped, counting
-/// responses other than 200 and 403 (the two valid answers across a reload).
-fn request_stream(
-    proxy: std::net::SocketAddr,
-    stop: Arc<AtomicBool>,
-) -> (tokio::task::JoinHandle<()>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let failures = Arc::new(AtomicUsize::new(0));
-    let total = Arc::new(AtomicUsize::new(0));
-    let (failed, counted) = (Arc::clone(&failures), Arc::clone(&total));
-    let task = tokio::spawn(async move {
-        let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-        while !stop.load(Ordering::SeqCst) {
-            use tokio::io::AsyncWriteExt;
-            if stream.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").await.is_err() {
-                failed.fetch_add(1, Ordering::SeqCst);
-                stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-                continue;
-            }
-            counted.fetch_add(1, Ordering::SeqCst);
-            match common::try_read_response(&mut stream).await {
-                Some(response) if response.status == 200 || response.status == 403 => {}
-                _ => {
-                    failed.fetch_add(1, Ordering::SeqCst);
-                    stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-                }
-            }
-        }
-    });
-    (task, failures, total)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_the_config_file_reloads_without_a_failed_request() {
@@ -97,7 +67,7 @@ async fn editing_the_config_file_reloads_without_a_failed_request() {
     assert_eq!(running.get("/x").await, 200);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (task, failures, total) = request_stream(running.proxy, Arc::clone(&stop));
+    let (task, failures, total) = request_stream(running.proxy, REQUEST_X, Arc::clone(&stop));
     tokio::time::sleep(Duration::from_millis(300)).await;
     deployment.write(CLOSED);
     running
@@ -127,7 +97,7 @@ async fn sighup_reloads_without_a_failed_request() {
     deployment.write(OPEN);
     let running = deployment.start().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let (task, failures, total) = request_stream(running.proxy, Arc::clone(&stop));
+    let (task, failures, total) = request_stream(running.proxy, REQUEST_X, Arc::clone(&stop));
     tokio::time::sleep(Duration::from_millis(200)).await;
     // SIGHUP right after the edit, before the file watcher's debounce ends.
     deployment.write(CLOSED);

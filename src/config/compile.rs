@@ -521,26 +521,18 @@ fn compile_rules(
         let key = |field: &str| format!("rule \"{name}\".{field}");
         let ips = compile_ips(c, &raw, &key("ip"));
         let (countries, asns) = compile_location_selectors(c, &raw, &name, context.geoip);
-        let methods = raw.methods.as_ref().map(|list| {
-            non_empty(c, list, &key("methods"), "methods");
-            list.get_ref()
-                .iter()
-                .filter_map(|method| c.check(method, &key("methods"), |text| parse_method(text)))
-                .collect::<Vec<_>>()
-        });
-        let hosts = raw.hosts.as_ref().map(|list| {
-            non_empty(c, list, &key("hosts"), "hosts");
-            list.get_ref()
-                .iter()
-                .filter_map(|host| c.check(host, &key("hosts"), |text| HostPattern::parse(text)))
-                .collect::<Vec<_>>()
-        });
+        let methods = raw
+            .methods
+            .as_ref()
+            .map(|list| compile_list(c, list, &key("methods"), "methods", |text| parse_method(text)));
+        let hosts = raw
+            .hosts
+            .as_ref()
+            .map(|list| compile_list(c, list, &key("hosts"), "hosts", |text| HostPattern::parse(text)));
         let paths = raw.paths.as_ref().map(|list| {
-            non_empty(c, list, &key("paths"), "paths");
-            list.get_ref()
-                .iter()
-                .filter_map(|pattern| c.check(pattern, &key("paths"), |text| PathPattern::parse(text, path_options)))
-                .collect::<Vec<_>>()
+            compile_list(c, list, &key("paths"), "paths", |text| {
+                PathPattern::parse(text, path_options)
+            })
         });
         let gate = compile_gate(c, &raw, &name, context.identity);
         rules.push(Rule {
@@ -622,25 +614,17 @@ fn compile_location_selectors(
 ) -> (Option<Vec<Country>>, Option<Vec<u32>>) {
     let countries = raw.countries.as_ref().map(|list| {
         let key = format!("rule \"{name}\".countries");
-        non_empty(c, list, &key, "countries");
         if geoip.is_none_or(|geoip| geoip.country_database.is_none()) {
             c.error(list, &key, "`countries` needs `[geoip] country_database`");
         }
-        list.get_ref()
-            .iter()
-            .filter_map(|code| c.check(code, &key, |text| Country::parse(text)))
-            .collect::<Vec<_>>()
+        compile_list(c, list, &key, "countries", |text| Country::parse(text))
     });
     let asns = raw.asns.as_ref().map(|list| {
         let key = format!("rule \"{name}\".asns");
-        non_empty(c, list, &key, "asns");
         if geoip.is_none_or(|geoip| geoip.asn_database.is_none()) {
             c.error(list, &key, "`asns` needs `[geoip] asn_database`");
         }
-        list.get_ref()
-            .iter()
-            .filter_map(|asn| c.check(asn, &key, |number| parse_asn(*number)))
-            .collect::<Vec<_>>()
+        compile_list(c, list, &key, "asns", |number| parse_asn(*number))
     });
     (countries, asns)
 }
@@ -678,6 +662,22 @@ fn compile_gate(c: &mut Compiler<'_>, raw: &RawRule, name: &str, identity: &Iden
         ));
     }
     Some(gate)
+}
+
+/// A selector list: an empty one is an error (it would match nothing), and each entry
+/// is parsed with its error at the entry.
+fn compile_list<T, U>(
+    c: &mut Compiler<'_>,
+    list: &Spanned<Vec<Spanned<T>>>,
+    key: &str,
+    what: &str,
+    parse: impl Fn(&T) -> Result<U, String>,
+) -> Vec<U> {
+    non_empty(c, list, key, what);
+    list.get_ref()
+        .iter()
+        .filter_map(|entry| c.check(entry, key, &parse))
+        .collect()
 }
 
 fn non_empty<T>(c: &mut Compiler<'_>, list: &Spanned<Vec<T>>, key: &str, what: &str) {

@@ -184,59 +184,18 @@ impl RuleSet {
     /// Compiles the indexes. Rule names are assumed unique (the config layer checks).
     pub fn new(rules: Vec<Rule>) -> Self {
         let count = rules.len();
-        let without = |has: fn(&Selectors) -> bool| {
-            let mut set = RuleBits::empty(count);
-            for (id, rule) in rules.iter().enumerate() {
-                if !has(&rule.selectors) {
-                    set.insert(id);
-                }
-            }
-            set
-        };
-        let ips = CidrIndex::build(
-            rules
-                .iter()
-                .enumerate()
-                .filter_map(|(id, rule)| rule.selectors.ips.as_deref().map(|nets| (id, nets))),
-            &without(|s| s.ips.is_some()),
-        );
-        let countries = KeyIndex::build(
-            rules
-                .iter()
-                .enumerate()
-                .filter_map(|(id, rule)| rule.selectors.countries.as_deref().map(|c| (id, c))),
-            &without(|s| s.countries.is_some()),
-        );
-        let asns = KeyIndex::build(
-            rules
-                .iter()
-                .enumerate()
-                .filter_map(|(id, rule)| rule.selectors.asns.as_deref().map(|a| (id, a))),
-            &without(|s| s.asns.is_some()),
-        );
-        let methods = MethodIndex::build(
-            rules
-                .iter()
-                .enumerate()
-                .filter_map(|(id, rule)| rule.selectors.methods.as_deref().map(|m| (id, m))),
-            &without(|s| s.methods.is_some()),
-        );
-        let hosts = HostIndex::build(
-            count,
-            rules
-                .iter()
-                .enumerate()
-                .filter_map(|(id, rule)| rule.selectors.hosts.as_deref().map(|h| (id, h))),
-            &without(|s| s.hosts.is_some()),
-        );
-        let paths = PathIndex::build(
-            count,
-            rules
-                .iter()
-                .enumerate()
-                .filter_map(|(id, rule)| rule.selectors.paths.as_deref().map(|p| (id, p))),
-            &without(|s| s.paths.is_some()),
-        );
+        let (listed, without) = selector_lists(&rules, |s| s.ips.as_deref());
+        let ips = CidrIndex::build(listed, &without);
+        let (listed, without) = selector_lists(&rules, |s| s.countries.as_deref());
+        let countries = KeyIndex::build(listed, &without);
+        let (listed, without) = selector_lists(&rules, |s| s.asns.as_deref());
+        let asns = KeyIndex::build(listed, &without);
+        let (listed, without) = selector_lists(&rules, |s| s.methods.as_deref());
+        let methods = MethodIndex::build(listed, &without);
+        let (listed, without) = selector_lists(&rules, |s| s.hosts.as_deref());
+        let hosts = HostIndex::build(count, listed, &without);
+        let (listed, without) = selector_lists(&rules, |s| s.paths.as_deref());
+        let paths = PathIndex::build(count, listed, &without);
         RuleSet {
             rules,
             ips,
@@ -301,6 +260,25 @@ impl RuleSet {
         matching.intersect_with(&hosts);
         matching
     }
+}
+
+/// One selector across the rules, as every index is built from it: the rules that have
+/// it, each with its list, and the set of rules that do not (they admit any value).
+fn selector_lists<'a, T: 'a>(
+    rules: &'a [Rule],
+    get: fn(&Selectors) -> Option<&[T]>,
+) -> (impl Iterator<Item = (usize, &'a [T])> + Clone + 'a, RuleBits) {
+    let mut without = RuleBits::empty(rules.len());
+    for (id, rule) in rules.iter().enumerate() {
+        if get(&rule.selectors).is_none() {
+            without.insert(id);
+        }
+    }
+    let listed = rules
+        .iter()
+        .enumerate()
+        .filter_map(move |(id, rule)| get(&rule.selectors).map(|list| (id, list)));
+    (listed, without)
 }
 
 /// The compiled `[policy]` and rules: everything needed to decide a request.

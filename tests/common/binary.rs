@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
@@ -112,4 +114,36 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Keeps sending `request` over keep-alive connections until stopped, counting requests
+/// and the responses other than 200 and 403 (the two valid answers across a reload).
+pub fn request_stream(
+    proxy: std::net::SocketAddr,
+    request: &'static [u8],
+    stop: Arc<AtomicBool>,
+) -> (tokio::task::JoinHandle<()>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let failures = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let (failed, counted) = (Arc::clone(&failures), Arc::clone(&total));
+    let task = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+        while !stop.load(Ordering::SeqCst) {
+            use tokio::io::AsyncWriteExt;
+            if stream.write_all(request).await.is_err() {
+                failed.fetch_add(1, Ordering::SeqCst);
+                stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+                continue;
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            match super::try_read_response(&mut stream).await {
+                Some(response) if response.status == 200 || response.status == 403 => {}
+                _ => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+                }
+            }
+        }
+    });
+    (task, failures, total)
 }

@@ -56,14 +56,19 @@ pub(super) fn compile_tests(
                 }
             }
         }
-        let country = raw
-            .country
-            .as_ref()
-            .map(|code| c.check(code, &format!("{key}.country"), |text| Country::parse(text)));
-        let asn = raw
-            .asn
-            .as_ref()
-            .map(|number| c.check(number, &format!("{key}.asn"), |number| parse_asn(*number)));
+        // Outer `None`: stated but invalid (recorded); `Some(None)`: not stated.
+        let country = match &raw.country {
+            Some(code) => c
+                .check(code, &format!("{key}.country"), |text| Country::parse(text))
+                .map(Some),
+            None => Some(None),
+        };
+        let asn = match &raw.asn {
+            Some(number) => c
+                .check(number, &format!("{key}.asn"), |number| parse_asn(*number))
+                .map(Some),
+            None => Some(None),
+        };
         let expect = c.check(&raw.expect, &format!("{key}.expect"), |code| parse_expect(*code));
         if let Some(rule) = &raw.rule
             && !rule_names.contains(rule.get_ref().as_str())
@@ -74,14 +79,9 @@ pub(super) fn compile_tests(
                 format!("there is no rule named `{}`", rule.get_ref()),
             );
         }
-        let (Some((method, uri)), Some(client_ip), Some(peer), Some(expect), Some(country), Some(asn)) = (
-            request,
-            client_ip,
-            peer,
-            expect,
-            country.map_or(Some(None), |c| c.map(Some)),
-            asn.map_or(Some(None), |a| a.map(Some)),
-        ) else {
+        let (Some((method, uri)), Some(client_ip), Some(peer), Some(expect), Some(country), Some(asn)) =
+            (request, client_ip, peer, expect, country, asn)
+        else {
             continue;
         };
         tests.push(PolicyTest {
