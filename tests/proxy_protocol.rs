@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::binary::{Running, free_port};
 use common::{Proxy, RawResponse, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -180,4 +181,89 @@ async fn truncated_and_malformed_headers_are_closed_and_counted() {
         metrics.contains("portcullis_proxy_protocol_rejected_total{reason=\"malformed\"} 1"),
         "{metrics}"
     );
+}
+
+/// The binary with a plain listener and a `proxy_protocol` one, trusting loopback,
+/// denying 198.51.100.0/24 and the country of 203.0.113.0/24 (KP in the fixture).
+async fn binary_behind_a_balancer(dir: &std::path::Path, upstream: &Upstream) -> (Running, std::net::SocketAddr) {
+    let balanced: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let geoip = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/geoip/country-v1.mmdb");
+    let config = dir.join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\nupstream = \"{}\"\n\
+             trusted_proxies = [\"127.0.0.1/32\"]\n\
+             [[server.listener]]\naddress = \"{balanced}\"\nproxy_protocol = true\n\
+             [log]\nformat = \"json\"\n[geoip]\ncountry_database = \"{geoip}\"\n\
+             [[rule]]\nname = \"blocked\"\nip = [\"198.51.100.0/24\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"embargo\"\ncountries = [\"KP\"]\naction = \"deny\"\n\
+             [[rule]]\nname = \"all\"\naction = \"allow\"\n",
+            free_port(),
+            free_port(),
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    (Running::start(dir, &config).await, balanced)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_the_client_from_the_proxy_header_for_rules_geoip_and_logs() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, balanced) = binary_behind_a_balancer(dir.path(), &upstream).await;
+    let via_balancer = |client: &str| {
+        [
+            format!("PROXY TCP4 {client} 127.0.0.1 51000 8080\r\n").as_bytes(),
+            REQUEST,
+        ]
+        .concat()
+    };
+    assert_eq!(
+        common::raw_exchange(balanced, &via_balancer("198.51.100.7"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        common::raw_exchange(balanced, &via_balancer("203.0.113.7"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(upstream.hits(), 0);
+    let mut v2 = v2_tcp4([192, 0, 2, 44], 40000);
+    v2.extend_from_slice(REQUEST);
+    assert_eq!(common::raw_exchange(balanced, &v2).await.status, 200);
+    assert_eq!(upstream.last().header("x-forwarded-for").as_deref(), Some("192.0.2.44"));
+    running
+        .wait_for("the access log lines", async || running.logs().contains("192.0.2.44"))
+        .await;
+    let logged = running
+        .logs()
+        .lines()
+        .filter(|line| line.contains("\"access\""))
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .collect::<Vec<_>>();
+    let korea = logged.iter().find(|e| e["client_ip"] == "203.0.113.7").unwrap();
+    assert_eq!(
+        (korea["peer"].as_str(), korea["country"].as_str()),
+        (Some("203.0.113.7"), Some("KP"))
+    );
+    assert_eq!(korea["rule"], "embargo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_header_sent_to_a_plain_listener_names_nobody_and_is_not_forwarded() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = binary_behind_a_balancer(dir.path(), &upstream).await;
+    let spoof = [b"PROXY TCP4 192.0.2.44 127.0.0.1 51000 8080\r\n".as_slice(), REQUEST].concat();
+    let mut stream = TcpStream::connect(running.proxy).await.unwrap();
+    stream.write_all(&spoof).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert_eq!(status_of(&answer), Some(400), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(upstream.hits(), 0);
 }
